@@ -1,0 +1,296 @@
+"""Checking and saving an annotator's judgement of one assignment.
+
+A judgement must rank every variant shown exactly once (tiers best→worst, ties within a
+tier) and score every variant on every aspect of the project with an integer 0–5.
+Anything else is refused with errors keyed by the offending field, and nothing is saved.
+A retry with the same ``client_id`` returns the judgement already saved.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from annotation.assignment import count_slots
+from annotation.models import (
+    SCORE_MAX,
+    SCORE_MIN,
+    AspectScore,
+    Assignment,
+    EditTask,
+    Judgement,
+)
+
+MAX_NOTE_CHARS = 2000
+MAX_TIMING_MS = 24 * 60 * 60 * 1000
+TIMING_KEYS = ("ranking", "scoring", "total")
+
+
+class JudgementInvalid(Exception):
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("invalid judgement")
+        self.errors = errors
+
+
+class JudgementConflict(Exception):
+    """The assignment can no longer take this judgement (HTTP 409)."""
+
+
+@dataclass
+class CleanJudgement:
+    client_id: uuid.UUID
+    ranking: list[list[int]]
+    unsure: bool
+    scores: dict[str, dict[str, int]]
+    notes: dict[str, dict[str, str]]
+    timings_ms: dict[str, int | None] = field(default_factory=dict)
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.by_field: dict[str, list[str]] = {}
+
+    def add(self, field_name: str, message: str) -> None:
+        self.by_field.setdefault(field_name, []).append(message)
+
+    def raise_if_any(self) -> None:
+        if self.by_field:
+            raise JudgementInvalid(self.by_field)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_client_id(payload: object) -> uuid.UUID:
+    if not isinstance(payload, dict):
+        raise JudgementInvalid({"non_field_errors": ["the body must be a JSON object"]})
+    raw = payload.get("client_id")
+    if isinstance(raw, str):
+        try:
+            return uuid.UUID(raw)
+        except ValueError:
+            pass
+    raise JudgementInvalid({"client_id": ["required: a UUID chosen by the client"]})
+
+
+def clean_judgement(
+    payload: dict, variant_ids: list[int], aspect_keys: list[str]
+) -> CleanJudgement:
+    errors = _Errors()
+    client_id = parse_client_id(payload)
+    ranking = _clean_ranking(payload.get("ranking"), variant_ids, errors)
+    unsure = payload.get("unsure", False)
+    if not isinstance(unsure, bool):
+        errors.add("unsure", "must be true or false")
+    scores = _clean_scores(payload.get("scores"), variant_ids, aspect_keys, errors)
+    notes = _clean_notes(payload.get("notes", {}), variant_ids, aspect_keys, errors)
+    timings = _clean_timings(payload.get("timings_ms", {}), errors)
+    errors.raise_if_any()
+    return CleanJudgement(client_id, ranking, unsure, scores, notes, timings)
+
+
+def _clean_ranking(raw: object, variant_ids: list[int], errors: _Errors) -> list[list[int]]:
+    shape = "tiers best→worst: a list of non-empty lists of variant ids, e.g. [[3], [1, 2]]"
+    if not isinstance(raw, list) or not raw:
+        errors.add("ranking", f"required: {shape}")
+        return []
+    if not all(isinstance(tier, list) and tier for tier in raw):
+        errors.add("ranking", f"must be {shape}")
+        return []
+    named = [variant for tier in raw for variant in tier]
+    if not all(_is_int(variant) for variant in named):
+        errors.add("ranking", "variant ids must be integers")
+        return []
+    known = set(variant_ids)
+    for variant in sorted({v for v in named if v not in known}):
+        errors.add("ranking", f"variant {variant} is not part of this task")
+    for variant in sorted({v for v in named if named.count(v) > 1}):
+        errors.add("ranking", f"variant {variant} appears more than once")
+    for variant in [v for v in variant_ids if v not in named]:
+        errors.add("ranking", f"variant {variant} is missing")
+    return raw
+
+
+def _clean_scores(
+    raw: object, variant_ids: list[int], aspect_keys: list[str], errors: _Errors
+) -> dict[str, dict[str, int]]:
+    if not isinstance(raw, dict):
+        errors.add("scores", "required: an object of variant id → aspect → integer 0–5")
+        return {}
+    expected = {str(variant) for variant in variant_ids}
+    for key in sorted(set(raw) - expected):
+        errors.add("scores", f"variant {key} is not part of this task")
+    for variant in variant_ids:
+        per_aspect = raw.get(str(variant))
+        if not isinstance(per_aspect, dict):
+            errors.add("scores", f"variant {variant}: missing (give every aspect 0–5)")
+            continue
+        for aspect in sorted(set(per_aspect) - set(aspect_keys)):
+            errors.add("scores", f"variant {variant}: unknown aspect {aspect!r}")
+        for aspect in aspect_keys:
+            value = per_aspect.get(aspect)
+            if aspect not in per_aspect:
+                errors.add("scores", f"variant {variant}, aspect {aspect}: missing")
+            elif not _is_int(value) or not SCORE_MIN <= value <= SCORE_MAX:
+                errors.add(
+                    "scores",
+                    f"variant {variant}, aspect {aspect}: must be an integer from "
+                    f"{SCORE_MIN} to {SCORE_MAX}, got {value!r}",
+                )
+    return raw
+
+
+def _clean_notes(
+    raw: object, variant_ids: list[int], aspect_keys: list[str], errors: _Errors
+) -> dict[str, dict[str, str]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        errors.add("notes", "must be an object of variant id → aspect → text")
+        return {}
+    expected = {str(variant) for variant in variant_ids}
+    cleaned: dict[str, dict[str, str]] = {}
+    for variant, per_aspect in raw.items():
+        if variant not in expected:
+            errors.add("notes", f"variant {variant} is not part of this task")
+            continue
+        if not isinstance(per_aspect, dict):
+            errors.add("notes", f"variant {variant}: must be an object of aspect → text")
+            continue
+        for aspect, text in per_aspect.items():
+            if aspect not in aspect_keys:
+                errors.add("notes", f"variant {variant}: unknown aspect {aspect!r}")
+            elif not isinstance(text, str):
+                errors.add("notes", f"variant {variant}, aspect {aspect}: must be text")
+            elif len(text) > MAX_NOTE_CHARS:
+                errors.add(
+                    "notes",
+                    f"variant {variant}, aspect {aspect}: {len(text)} characters, "
+                    f"at most {MAX_NOTE_CHARS}",
+                )
+            elif text.strip():
+                cleaned.setdefault(variant, {})[aspect] = text.strip()
+    return cleaned
+
+
+def _clean_timings(raw: object, errors: _Errors) -> dict[str, int | None]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        errors.add("timings_ms", "must be an object like {ranking, scoring, total} in ms")
+        return {}
+    for key in sorted(set(raw) - set(TIMING_KEYS)):
+        errors.add("timings_ms", f"unknown timing {key!r}; use {', '.join(TIMING_KEYS)}")
+    timings: dict[str, int | None] = {}
+    for key in TIMING_KEYS:
+        value = raw.get(key)
+        if value is None:
+            timings[key] = None
+        elif not _is_int(value) or not 0 <= value <= MAX_TIMING_MS:
+            errors.add("timings_ms", f"{key}: must be an integer of milliseconds, 0 to 24 h")
+        else:
+            timings[key] = value
+    return timings
+
+
+# --- saving ---------------------------------------------------------------------------
+
+
+def submit_judgement(assignment_id: int, annotator: User, payload: object) -> tuple[Judgement, bool]:
+    """Save the judgement; returns (judgement, created). Raises Assignment.DoesNotExist for
+    an assignment that is not the annotator's, JudgementInvalid, or JudgementConflict."""
+    client_id = parse_client_id(payload)
+    with transaction.atomic():
+        assignment = (
+            Assignment.objects.select_for_update(of=("self",))
+            .select_related("task__project")
+            .get(pk=assignment_id, annotator=annotator)
+        )
+        already = _judgement_already_saved(assignment, client_id)
+        if already is not None:
+            return already, False
+        project = assignment.task.project
+        clean = clean_judgement(payload, assignment.display_order, project.aspect_keys)
+        _check_lease_can_take_judgement(assignment)
+        judgement = _save(assignment, clean)
+    return judgement, True
+
+
+def _judgement_already_saved(assignment: Assignment, client_id: uuid.UUID) -> Judgement | None:
+    if assignment.status != Assignment.Status.SUBMITTED:
+        if Judgement.objects.filter(client_id=client_id).exists():
+            raise JudgementInvalid({"client_id": ["already used for another judgement"]})
+        return None
+    judgement = Judgement.objects.get(assignment=assignment)
+    if judgement.client_id != client_id:
+        raise JudgementConflict("this assignment already has a judgement")
+    return judgement
+
+
+def _check_lease_can_take_judgement(assignment: Assignment) -> None:
+    now = timezone.now()
+    if assignment.status == Assignment.Status.SKIPPED:
+        raise JudgementConflict("this assignment was skipped")
+    if assignment.lease_is_live(now):
+        return
+    # Late: the lease expired. Accept only if nobody else took the slot meanwhile; lock the
+    # task row first, as leasing does, so the count cannot change under us.
+    EditTask.objects.select_for_update().filter(pk=assignment.task_id).values_list("pk").get()
+    slots = count_slots(assignment.task_id, assignment.annotator_id, now)
+    if not assignment.task.is_gold and slots.holding >= assignment.task.project.overlap:
+        raise JudgementConflict("the lease expired and the task was given to another annotator")
+
+
+def _save(assignment: Assignment, clean: CleanJudgement) -> Judgement:
+    try:
+        with transaction.atomic():
+            judgement = Judgement.objects.create(
+                assignment=assignment,
+                client_id=clean.client_id,
+                ranking=clean.ranking,
+                unsure=clean.unsure,
+                scores=clean.scores,
+                notes=clean.notes,
+                ranking_ms=clean.timings_ms.get("ranking"),
+                scoring_ms=clean.timings_ms.get("scoring"),
+                total_ms=clean.timings_ms.get("total"),
+            )
+    except IntegrityError:
+        # Same client_id saved concurrently through another assignment.
+        raise JudgementInvalid({"client_id": ["already used for another judgement"]}) from None
+    AspectScore.objects.bulk_create(
+        AspectScore(judgement=judgement, variant_id=int(variant), aspect=aspect, value=value)
+        for variant, per_aspect in clean.scores.items()
+        for aspect, value in per_aspect.items()
+    )
+    assignment.status = Assignment.Status.SUBMITTED
+    assignment.finished_at = judgement.created_at
+    assignment.save(update_fields=["status", "finished_at"])
+    EditTask.objects.filter(pk=assignment.task_id).update(judgement_count=F("judgement_count") + 1)
+    return judgement
+
+
+def skip_assignment(assignment_id: int, annotator: User, reason: object) -> Assignment:
+    if reason is not None and not isinstance(reason, str):
+        raise JudgementInvalid({"reason": ["must be text"]})
+    reason = (reason or "").strip()
+    if len(reason) > 500:
+        raise JudgementInvalid({"reason": [f"{len(reason)} characters, at most 500"]})
+    with transaction.atomic():
+        assignment = Assignment.objects.select_for_update().get(
+            pk=assignment_id, annotator=annotator
+        )
+        if assignment.status == Assignment.Status.SUBMITTED:
+            raise JudgementConflict("this assignment already has a judgement")
+        if assignment.status != Assignment.Status.SKIPPED:
+            assignment.status = Assignment.Status.SKIPPED
+            assignment.skip_reason = reason
+            assignment.finished_at = timezone.now()
+            assignment.save(update_fields=["status", "skip_reason", "finished_at"])
+    return assignment

@@ -1,0 +1,146 @@
+"""Shared fixtures: personas and a small project whose images are real PNG files."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.cache import cache
+from PIL import Image as PILImage
+from rest_framework.test import APIClient
+
+from annotation.importers import import_directory
+from annotation.models import Membership, Project
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _media_and_cache(settings, tmp_path_factory):
+    settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{id(settings)}"}
+    }
+    yield
+    cache.clear()
+
+
+def make_user(username: str, *, is_staff: bool = False) -> User:
+    return User.objects.create_user(username=username, password=PASSWORD, is_staff=is_staff)
+
+
+@pytest.fixture
+def staff(db) -> User:
+    return make_user("staff", is_staff=True)
+
+
+@pytest.fixture
+def manager(db) -> User:
+    return make_user("manager")
+
+
+@pytest.fixture
+def annotator(db) -> User:
+    return make_user("annotator")
+
+
+@pytest.fixture
+def other_annotator(db) -> User:
+    return make_user("other_annotator")
+
+
+@pytest.fixture
+def outsider(db) -> User:
+    return make_user("outsider")
+
+
+def png_bytes(colour: tuple[int, int, int], size: tuple[int, int] = (32, 24)) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def task_line(index: int, variants: int = 4, **extra) -> dict:
+    return {
+        "source": f"img/src{index}.png",
+        "instruction": f"make photo {index} warmer",
+        "category": "global",
+        "external_id": f"t-{index}",
+        "variants": [
+            {"image": f"img/t{index}_v{v}.png", "generator": "test", "seed": v}
+            for v in range(variants)
+        ],
+        **extra,
+    }
+
+
+def task_files(index: int, variants: int = 4) -> dict[str, bytes]:
+    files = {f"img/src{index}.png": png_bytes((index * 7 % 256, 10, 10))}
+    for v in range(variants):
+        files[f"img/t{index}_v{v}.png"] = png_bytes((index * 7 % 256, 20 + v * 30, 10 + v))
+    return files
+
+
+def write_manifest_dir(root: Path, lines: list[dict], files: dict[str, bytes]) -> Path:
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    manifest = root / "manifest.jsonl"
+    manifest.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return manifest
+
+
+def zip_archive(lines: list[dict], files: dict[str, bytes], manifest_text: str | None = None) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        text = manifest_text if manifest_text is not None else "\n".join(json.dumps(x) for x in lines)
+        archive.writestr("manifest.jsonl", text)
+        for name, data in files.items():
+            archive.writestr(name, data)
+    buffer.seek(0)
+    buffer.name = "tasks.zip"
+    return buffer
+
+
+def add_tasks(project: Project, root: Path, count: int, variants: int = 4, **extra) -> None:
+    lines, files = [], {}
+    for index in range(count):
+        lines.append(task_line(index, variants, **extra))
+        files.update(task_files(index, variants))
+    import_directory(project, write_manifest_dir(root, lines, files))
+
+
+@pytest.fixture
+def project(db, manager, annotator, other_annotator, tmp_path) -> Project:
+    project = Project.objects.create(name="Warm edits", overlap=2)
+    Membership.objects.create(project=project, user=manager, role=Membership.Role.MANAGER)
+    Membership.objects.create(project=project, user=annotator)
+    Membership.objects.create(project=project, user=other_annotator)
+    add_tasks(project, tmp_path / "import", count=3)
+    return project
+
+
+def client_for(user: User) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def full_judgement(lease: dict, *, client_id: str = "6f1c2b1e-8a43-4a57-9a43-0d1f3f1c2a10") -> dict:
+    """A valid judgement for a lease: display order as the ranking, every aspect scored."""
+    ids = [variant["id"] for variant in lease["assignment"]["task"]["variants"]]
+    return {
+        "client_id": client_id,
+        "ranking": [[ids[0]], ids[1:3], ids[3:]] if len(ids) == 4 else [[i] for i in ids],
+        "unsure": False,
+        "scores": {
+            str(i): {"following": n % 6, "preserving": 5, "quality": 0} for n, i in enumerate(ids)
+        },
+        "notes": {str(ids[-1]): {"following": "did nothing"}},
+        "timings_ms": {"ranking": 5400, "scoring": 9100, "total": 16000},
+    }
