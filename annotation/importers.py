@@ -14,7 +14,7 @@ import json
 import posixpath
 import warnings
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +31,12 @@ ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"}
 MAX_IMAGE_BYTES = 100 * 1024 * 1024
 MAX_INSTRUCTION_CHARS = 2000
 MAX_ERRORS = 200
+
+Progress = Callable[[int], object]  # called with the number of images just checked
+
+
+def _no_progress(_: int) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -153,7 +159,9 @@ def normalised_path(path: str) -> str | None:
 # --- entry points ----------------------------------------------------------------------
 
 
-def import_zip(project: Project, upload: io.IOBase) -> ImportResult:
+def import_zip(
+    project: Project, upload: io.IOBase, progress: Progress = _no_progress
+) -> ImportResult:
     try:
         archive = zipfile.ZipFile(upload)
     except zipfile.BadZipFile:
@@ -173,21 +181,25 @@ def import_zip(project: Project, upload: io.IOBase) -> ImportResult:
                 [ImportProblem(None, "archive", f"no {MANIFEST_NAME} at the top of the archive")]
             )
         manifest = source.read(MANIFEST_NAME)
-        return import_tasks(project, manifest, source)
+        return import_tasks(project, manifest, source, progress)
 
 
-def import_directory(project: Project, manifest_path: Path) -> ImportResult:
+def import_directory(
+    project: Project, manifest_path: Path, progress: Progress = _no_progress
+) -> ImportResult:
     try:
         manifest = manifest_path.read_bytes()
     except OSError as error:
         raise ImportRefused([ImportProblem(None, "manifest", str(error))]) from None
-    return import_tasks(project, manifest, DirectorySource(manifest_path.parent))
+    return import_tasks(project, manifest, DirectorySource(manifest_path.parent), progress)
 
 
-def import_tasks(project: Project, manifest: bytes, source: FileSource) -> ImportResult:
+def import_tasks(
+    project: Project, manifest: bytes, source: FileSource, progress: Progress = _no_progress
+) -> ImportResult:
     problems: list[ImportProblem] = []
     planned = list(plan_tasks(project, manifest, problems))
-    checked = check_images(planned, source, problems)
+    checked = check_images(planned, source, problems, progress)
     if not problems:
         check_duplicate_variants(planned, checked, problems)
     if not problems and not planned:
@@ -351,7 +363,10 @@ def _check_gold_ranking(gold: object, variant_count: int, refuse) -> None:  # no
 
 
 def check_images(
-    planned: list[PlannedTask], source: FileSource, problems: list[ImportProblem]
+    planned: list[PlannedTask],
+    source: FileSource,
+    problems: list[ImportProblem],
+    progress: Progress = _no_progress,
 ) -> dict[str, CheckedImage]:
     checked: dict[str, CheckedImage] = {}
     failed: dict[str, str] = {}
@@ -364,6 +379,7 @@ def check_images(
                 continue
             if path not in failed:
                 failed_reason = _check_one_image(path, source, checked)
+                progress(1)
                 if failed_reason:
                     failed[path] = failed_reason
             if path in failed:

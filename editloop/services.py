@@ -67,7 +67,7 @@ def _postgres_uri(data_dir: Path) -> str:
     return f"postgresql://postgres@/{DATABASE_NAME}?host={data_dir}"
 
 
-def _postgres_running(data_dir: Path) -> bool:
+def postgres_running(data_dir: Path) -> bool:
     pid = _pid_from_file(data_dir / "postmaster.pid")
     return pid is not None and _pid_alive(pid) and (data_dir / ".s.PGSQL.5432").exists()
 
@@ -75,7 +75,7 @@ def _postgres_running(data_dir: Path) -> bool:
 def ensure_embedded_postgres() -> str:
     """Start the embedded PostgreSQL if needed and return a URL to its database."""
     data_dir = postgres_dir()
-    if _postgres_running(data_dir) and (data_dir / ".editloop-db-created").exists():
+    if postgres_running(data_dir) and (data_dir / ".editloop-db-created").exists():
         return _postgres_uri(data_dir)
     with _file_lock(var_dir() / "postgres.lock"):
         import pgserver  # imported lazily: only machines without DATABASE_URL need it
@@ -122,7 +122,7 @@ def redis_socket() -> Path:
     return redis_dir() / "redis.sock"
 
 
-def _redis_running(directory: Path) -> bool:
+def redis_running(directory: Path) -> bool:
     pid = _pid_from_file(directory / "redis.pid")
     return pid is not None and _pid_alive(pid) and (directory / "redis.sock").exists()
 
@@ -136,9 +136,9 @@ def _redis_server_binary() -> str:
 def ensure_embedded_redis() -> str:
     """Start the embedded Redis if needed and return a Celery broker URL to it."""
     directory = redis_dir()
-    if not _redis_running(directory):
+    if not redis_running(directory):
         with _file_lock(var_dir() / "redis.lock"):
-            if not _redis_running(directory):
+            if not redis_running(directory):
                 _start_redis(directory)
     return f"redis+socket://{directory / 'redis.sock'}"
 
@@ -160,7 +160,7 @@ def _start_redis(directory: Path) -> None:
         "--save", "",
     ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    _wait_until(lambda: _redis_running(directory), timeout=10, what="Redis to start")
+    _wait_until(lambda: redis_running(directory), timeout=10, what="Redis to start")
 
 
 def stop_redis(directory: Path | None = None) -> None:

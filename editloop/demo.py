@@ -1,0 +1,116 @@
+"""``make demo``: embedded Postgres and Redis, migrations, demo data, then the web server,
+a Celery worker and beat, until Ctrl-C stops everything this started, by pid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from editloop import services
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def main() -> int:
+    started_services = start_services()
+    run_manage("migrate", "--noinput", "-v", "0")
+    run_manage("collectstatic", "--noinput", "-v", "0")
+    run_manage("seed_demo")
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = os.environ.get("PORT", "8000")
+    children = start_processes(host, port)
+    print_welcome(host, port)
+    try:
+        wait_for_any_exit(children)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nStopping…", flush=True)
+        stop_processes(children)
+        stop_services(started_services)
+    return 0
+
+
+def start_services() -> list[str]:
+    """Start the embedded services nobody gave a URL for; return the ones this started."""
+    started = []
+    if not os.environ.get("DATABASE_URL"):
+        if not services.postgres_running(services.postgres_dir()):
+            started.append("postgres")
+        services.ensure_embedded_postgres()
+    if not os.environ.get("CELERY_BROKER_URL"):
+        if not services.redis_running(services.redis_dir()):
+            started.append("redis")
+        services.ensure_embedded_redis()
+    return started
+
+
+def stop_services(started: list[str]) -> None:
+    if "redis" in started:
+        services.stop_redis()
+    if "postgres" in started:
+        services.stop_postgres()
+
+
+def run_manage(*args: str) -> None:
+    subprocess.run([PYTHON, str(ROOT / "manage.py"), *args], cwd=ROOT, check=True)
+
+
+def start_processes(host: str, port: str) -> list[subprocess.Popen]:
+    commands = [
+        [PYTHON, "-m", "gunicorn", "editloop.wsgi", "--bind", f"{host}:{port}",
+         "--workers", os.environ.get("WEB_WORKERS", "3"), "--access-logfile", "-"],
+        [PYTHON, "-m", "celery", "-A", "editloop", "worker", "-Q", "default,gpu",
+         "--concurrency", "2", "--loglevel", "INFO"],
+        [PYTHON, "-m", "celery", "-A", "editloop", "beat", "--loglevel", "INFO",
+         "--schedule", str(services.var_dir() / "celerybeat-schedule")],
+    ]
+    # Own sessions: Ctrl-C reaches us, and we stop the children in order, by pid.
+    return [subprocess.Popen(command, cwd=ROOT, start_new_session=True) for command in commands]
+
+
+def print_welcome(host: str, port: str) -> None:
+    from annotation.management.commands.seed_demo import ADMIN, ANNOTATORS, DEMO_PASSWORD
+
+    url = f"http://{host}:{port}/"
+    accounts = "\n".join(f"    annotator: {name} / {DEMO_PASSWORD}" for name in ANNOTATORS)
+    print(
+        f"""
+EditLoop demo is running: {url}
+    admin:     {ADMIN} / {DEMO_PASSWORD}   ({url}admin/)
+{accounts}
+    API docs:  {url}api/docs/
+Press Ctrl-C to stop the server, worker, beat and the embedded services.
+""",
+        flush=True,
+    )
+
+
+def wait_for_any_exit(children: list[subprocess.Popen]) -> None:
+    while all(child.poll() is None for child in children):
+        time.sleep(0.5)
+    dead = [child for child in children if child.poll() is not None]
+    for child in dead:
+        print(f"process {child.args[2:4]} exited with {child.returncode}", flush=True)
+
+
+def stop_processes(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
