@@ -148,6 +148,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(services.var_dir() / "static")))
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(services.var_dir() / "media")))
 MODEL_ROOT = Path(env_str("MODEL_ROOT", str(services.var_dir() / "models")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise expects it even before collectstatic
+WHITENOISE_USE_FINDERS = True  # serve static/ straight from the source tree as well
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "queue"
