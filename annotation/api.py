@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from annotation import assignment as queue
 from annotation import judgements, stats
 from annotation.importers import ImportRefused, import_zip
-from annotation.models import Assignment, EditTask, Membership, Variant
+from annotation.models import Assignment, Membership
 from annotation.permissions import get_project_for, roles_of, visible_projects
 from annotation.serializers import (
     MemberSerializer,
@@ -144,28 +144,13 @@ class NextTaskView(APIView):
         assignment = queue.lease_next_task(project, request.user, keep=keep)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(lease_payload(*_lease_with_variants(assignment)))
+        return Response(lease_payload(assignment))
 
 
 def _assignment_ids(raw: object) -> frozenset[int]:
     if not isinstance(raw, list) or not all(isinstance(i, int) for i in raw):
         return frozenset()
     return frozenset(raw)
-
-
-def _lease_with_variants(assignment: Assignment) -> tuple[Assignment, dict[int, dict]]:
-    assignment.task = EditTask.objects.select_related("source").get(pk=assignment.task_id)
-    variants = Variant.objects.filter(task_id=assignment.task_id).select_related("image")
-    by_id = {
-        variant.pk: {
-            "id": variant.pk,
-            "url": variant.image.url,
-            "width": variant.image.width,
-            "height": variant.image.height,
-        }
-        for variant in variants
-    }
-    return assignment, by_id
 
 
 class JudgementView(APIView):

@@ -25,7 +25,7 @@ from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 
-from annotation.models import Assignment, Project, Variant
+from annotation.models import Assignment, EditTask, Project, Variant
 
 MAX_CANDIDATE_TRIES = 8
 
@@ -83,7 +83,7 @@ def lease_next_task(
     with transaction.atomic():
         resumed = _live_lease_to_resume(project, annotator, keep, now)
         if resumed is not None:
-            return resumed
+            return _with_variants_shown(resumed)
         want_gold = project.gold_rate > 0 and rng.random() < project.gold_rate
         task_id = None
         if want_gold:
@@ -106,6 +106,7 @@ def _live_lease_to_resume(
             expires_at__gt=now,
         )
         .exclude(pk__in=keep)
+        .select_related("task__source")
         .order_by("leased_at")
         .first()
     )
@@ -149,15 +150,25 @@ def count_slots(task_id: int, annotator_id: int, now: datetime) -> SlotCount:
 def _create_lease(
     project: Project, task_id: int, annotator: User, now: datetime, rng: random.Random
 ) -> Assignment:
-    order = list(Variant.objects.filter(task_id=task_id).values_list("pk", flat=True))
-    rng.shuffle(order)
-    return Assignment.objects.create(
+    variants = list(Variant.objects.filter(task_id=task_id).select_related("image"))
+    rng.shuffle(variants)
+    assignment = Assignment.objects.create(
         task_id=task_id,
         annotator=annotator,
         leased_at=now,
         expires_at=now + project.lease_length,
-        display_order=order,
+        display_order=[variant.pk for variant in variants],
     )
+    assignment.task = EditTask.objects.select_related("source").get(pk=task_id)
+    assignment.variants_shown = variants
+    return assignment
+
+
+def _with_variants_shown(assignment: Assignment) -> Assignment:
+    """Attach the task's variants, with their images, in the order this annotator sees them."""
+    by_id = Variant.objects.select_related("image").in_bulk(assignment.display_order)
+    assignment.variants_shown = [by_id[pk] for pk in assignment.display_order]
+    return assignment
 
 
 def expire_leases(now: datetime | None = None) -> int:

@@ -206,27 +206,29 @@ def submit_judgement(assignment_id: int, annotator: User, payload: object) -> tu
     """Save the judgement; returns (judgement, created). Raises Assignment.DoesNotExist for
     an assignment that is not the annotator's, JudgementInvalid, or JudgementConflict."""
     client_id = parse_client_id(payload)
-    with transaction.atomic():
-        assignment = (
-            Assignment.objects.select_for_update(of=("self",))
-            .select_related("task__project")
-            .get(pk=assignment_id, annotator=annotator)
-        )
-        already = _judgement_already_saved(assignment, client_id)
-        if already is not None:
-            return already, False
-        project = assignment.task.project
-        clean = clean_judgement(payload, assignment.display_order, project.aspect_keys)
-        _check_lease_can_take_judgement(assignment)
-        judgement = _save(assignment, clean)
-    return judgement, True
+    try:
+        with transaction.atomic():
+            assignment = (
+                Assignment.objects.select_for_update(of=("self",))
+                .select_related("task__project")
+                .get(pk=assignment_id, annotator=annotator)
+            )
+            if assignment.status == Assignment.Status.SUBMITTED:
+                return _retried(assignment, client_id), False
+            project = assignment.task.project
+            clean = clean_judgement(payload, assignment.display_order, project.aspect_keys)
+            _check_lease_can_take_judgement(assignment)
+            return _save(assignment, clean), True
+    except IntegrityError as error:
+        # The assignment row is locked, so the only unique value that can clash is a
+        # client_id the caller already used for another assignment.
+        if "client_id" not in str(error):
+            raise
+        raise JudgementInvalid({"client_id": ["already used for another judgement"]}) from None
 
 
-def _judgement_already_saved(assignment: Assignment, client_id: uuid.UUID) -> Judgement | None:
-    if assignment.status != Assignment.Status.SUBMITTED:
-        if Judgement.objects.filter(client_id=client_id).exists():
-            raise JudgementInvalid({"client_id": ["already used for another judgement"]})
-        return None
+def _retried(assignment: Assignment, client_id: uuid.UUID) -> Judgement:
+    """A retry of the same submission gets the saved judgement; anything else conflicts."""
     judgement = Judgement.objects.get(assignment=assignment)
     if judgement.client_id != client_id:
         raise JudgementConflict("this assignment already has a judgement")
@@ -248,22 +250,17 @@ def _check_lease_can_take_judgement(assignment: Assignment) -> None:
 
 
 def _save(assignment: Assignment, clean: CleanJudgement) -> Judgement:
-    try:
-        with transaction.atomic():
-            judgement = Judgement.objects.create(
-                assignment=assignment,
-                client_id=clean.client_id,
-                ranking=clean.ranking,
-                unsure=clean.unsure,
-                scores=clean.scores,
-                notes=clean.notes,
-                ranking_ms=clean.timings_ms.get("ranking"),
-                scoring_ms=clean.timings_ms.get("scoring"),
-                total_ms=clean.timings_ms.get("total"),
-            )
-    except IntegrityError:
-        # Same client_id saved concurrently through another assignment.
-        raise JudgementInvalid({"client_id": ["already used for another judgement"]}) from None
+    judgement = Judgement.objects.create(
+        assignment=assignment,
+        client_id=clean.client_id,
+        ranking=clean.ranking,
+        unsure=clean.unsure,
+        scores=clean.scores,
+        notes=clean.notes,
+        ranking_ms=clean.timings_ms.get("ranking"),
+        scoring_ms=clean.timings_ms.get("scoring"),
+        total_ms=clean.timings_ms.get("total"),
+    )
     AspectScore.objects.bulk_create(
         AspectScore(judgement=judgement, variant_id=int(variant), aspect=aspect, value=value)
         for variant, per_aspect in clean.scores.items()

@@ -121,8 +121,7 @@ class Project(models.Model):
     def role_of(self, user: User) -> str | None:
         if not user.is_authenticated:
             return None
-        membership = self.memberships.filter(user=user).only("role").first()
-        return membership.role if membership else None
+        return self.memberships.filter(user=user).values_list("role", flat=True).first()
 
 
 def validate_aspects(aspects: object) -> None:

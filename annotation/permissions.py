@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import User
+from django.db.models import OuterRef, Subquery
 from django.http import Http404
 from rest_framework.exceptions import PermissionDenied
 
-from annotation.models import Assignment, Membership, Project
+from annotation.models import Membership, Project
 
 
 def get_project_for(user: User, pk: int, *, manager: bool = False) -> Project:
     """The project if the user may see it (404 otherwise); 403 if ``manager`` is needed."""
-    project = Project.objects.filter(pk=pk).first()
-    if project is None:
+    role_here = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
+    project = Project.objects.annotate(caller_role=Subquery(role_here)).filter(pk=pk).first()
+    if project is None or (project.caller_role is None and not user.is_staff):
         raise Http404("no such project")
     if user.is_staff:
         return project
-    role = project.role_of(user)
-    if role is None:
-        raise Http404("no such project")
+    role = project.caller_role
     if manager and role != Membership.Role.MANAGER:
         raise PermissionDenied("only the project's managers may do this")
     return project
@@ -32,7 +32,3 @@ def visible_projects(user: User):  # noqa: ANN201
 
 def roles_of(user: User) -> dict[int, str]:
     return dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
-
-
-def assignment_exists_for(user: User, pk: int) -> bool:
-    return Assignment.objects.filter(pk=pk, annotator=user).exists()

@@ -111,7 +111,7 @@ class SkipSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
-def lease_payload(assignment: Assignment, variants_by_id: dict[int, dict]) -> dict:
+def lease_payload(assignment: Assignment) -> dict:
     """The contract's lease body; variants in the order this annotator sees them."""
     task = assignment.task
     source = task.source
@@ -124,7 +124,15 @@ def lease_payload(assignment: Assignment, variants_by_id: dict[int, dict]) -> di
                 "instruction": task.instruction,
                 "category": task.category,
                 "source": {"url": source.url, "width": source.width, "height": source.height},
-                "variants": [variants_by_id[pk] for pk in assignment.display_order],
+                "variants": [
+                    {
+                        "id": variant.pk,
+                        "url": variant.image.url,
+                        "width": variant.image.width,
+                        "height": variant.image.height,
+                    }
+                    for variant in assignment.variants_shown
+                ],
             },
         }
     }

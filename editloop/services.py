@@ -87,19 +87,8 @@ def ensure_embedded_postgres() -> str:
             exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
             if "(1 row)" not in exists:
                 server.psql(f"CREATE DATABASE {DATABASE_NAME};")
-            # Sized for a laptop: enough connections for gunicorn + Celery + tests.
-            server.psql("ALTER SYSTEM SET max_connections = 200;")
             marker.write_text("yes\n")
-            _restart_postgres(data_dir)
     return _postgres_uri(data_dir)
-
-
-def _restart_postgres(data_dir: Path) -> None:
-    """Restart so ``ALTER SYSTEM`` settings that need a restart take effect."""
-    import pgserver
-
-    stop_postgres(data_dir)
-    pgserver.get_server(data_dir, cleanup_mode=None)
 
 
 def stop_postgres(data_dir: Path | None = None) -> None:

@@ -72,7 +72,8 @@ def database_from_url(url: str) -> dict:
         "PORT": str(parsed.port or ""),
         "OPTIONS": query,
         "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 600),
-        "CONN_HEALTH_CHECKS": True,
+        # No per-request "SELECT 1": a dropped connection fails one request and is replaced.
+        "CONN_HEALTH_CHECKS": False,
         "TEST": {"NAME": env_str("EDITLOOP_TEST_DB", "test_editloop")},
     }
 
