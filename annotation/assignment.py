@@ -25,10 +25,13 @@ from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 
-from annotation.models import Assignment, EditTask, Project, Variant
+from annotation.models import Assignment, Project
 
 MAX_CANDIDATE_TRIES = 8
 
+# One pass over a candidate's few assignments answers both questions (is a slot free, has
+# this annotator had it), per row through the (task_id, ...) index: cost stays flat however
+# long an annotator's history grows.
 _CANDIDATE_SQL = """
 SELECT t.id
 FROM annotation_edittask t
@@ -36,14 +39,13 @@ WHERE t.project_id = %(project)s
   AND t.is_gold = %(gold)s
   AND (%(gold)s OR t.judgement_count < %(overlap)s)
   AND t.id <> ALL(%(rejected)s)
-  AND NOT EXISTS (
-      SELECT 1 FROM annotation_assignment mine
-      WHERE mine.task_id = t.id AND mine.annotator_id = %(annotator)s)
-  AND (%(gold)s OR (
-      SELECT count(*) FROM annotation_assignment a
-      WHERE a.task_id = t.id
-        AND (a.status = 'submitted' OR (a.status = 'leased' AND a.expires_at > %(now)s))
-  ) < %(overlap)s)
+  AND (
+      SELECT NOT coalesce(bool_or(a.annotator_id = %(annotator)s), false)
+         AND (%(gold)s OR count(*) FILTER (
+                 WHERE a.status = 'submitted'
+                    OR (a.status = 'leased' AND a.expires_at > %(now)s)) < %(overlap)s)
+      FROM annotation_assignment a
+      WHERE a.task_id = t.id)
 ORDER BY t.priority DESC, t.judgement_count ASC, t.id ASC
 LIMIT 1
 FOR UPDATE OF t SKIP LOCKED
@@ -83,7 +85,7 @@ def lease_next_task(
     with transaction.atomic():
         resumed = _live_lease_to_resume(project, annotator, keep, now)
         if resumed is not None:
-            return _with_variants_shown(resumed)
+            return _attach_shown_task(resumed)
         want_gold = project.gold_rate > 0 and rng.random() < project.gold_rate
         task_id = None
         if want_gold:
@@ -95,21 +97,26 @@ def lease_next_task(
         return _create_lease(project, task_id, annotator, now, rng)
 
 
+_RESUME_SQL = """
+SELECT a.id FROM annotation_assignment a
+JOIN annotation_edittask t ON t.id = a.task_id
+WHERE a.annotator_id = %(annotator)s AND a.status = 'leased' AND a.expires_at > %(now)s
+  AND t.project_id = %(project)s AND a.id <> ALL(%(keep)s)
+ORDER BY a.leased_at
+LIMIT 1
+"""
+
+
 def _live_lease_to_resume(
     project: Project, annotator: User, keep: frozenset[int], now: datetime
 ) -> Assignment | None:
-    return (
-        Assignment.objects.filter(
-            annotator=annotator,
-            task__project=project,
-            status=Assignment.Status.LEASED,
-            expires_at__gt=now,
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RESUME_SQL,
+            {"annotator": annotator.pk, "now": now, "project": project.pk, "keep": list(keep)},
         )
-        .exclude(pk__in=keep)
-        .select_related("task__source")
-        .order_by("leased_at")
-        .first()
-    )
+        row = cursor.fetchone()
+    return Assignment.objects.get(pk=row[0]) if row else None
 
 
 def _claim_task(project: Project, annotator: User, now: datetime, *, gold: bool) -> int | None:
@@ -150,24 +157,73 @@ def count_slots(task_id: int, annotator_id: int, now: datetime) -> SlotCount:
 def _create_lease(
     project: Project, task_id: int, annotator: User, now: datetime, rng: random.Random
 ) -> Assignment:
-    variants = list(Variant.objects.filter(task_id=task_id).select_related("image"))
-    rng.shuffle(variants)
+    shown = load_shown_task(task_id)
+    rng.shuffle(shown.variants)
     assignment = Assignment.objects.create(
         task_id=task_id,
         annotator=annotator,
         leased_at=now,
         expires_at=now + project.lease_length,
-        display_order=[variant.pk for variant in variants],
+        display_order=[variant.id for variant in shown.variants],
     )
-    assignment.task = EditTask.objects.select_related("source").get(pk=task_id)
-    assignment.variants_shown = variants
+    assignment.shown = shown
     return assignment
 
 
-def _with_variants_shown(assignment: Assignment) -> Assignment:
-    """Attach the task's variants, with their images, in the order this annotator sees them."""
-    by_id = Variant.objects.select_related("image").in_bulk(assignment.display_order)
-    assignment.variants_shown = [by_id[pk] for pk in assignment.display_order]
+@dataclass(frozen=True)
+class ShownImage:
+    sha256: str
+    width: int
+    height: int
+
+    @property
+    def url(self) -> str:
+        return f"/images/{self.sha256}/"
+
+
+@dataclass(frozen=True)
+class ShownVariant:
+    id: int
+    image: ShownImage
+
+
+@dataclass
+class ShownTask:
+    """What an annotator sees of a task: read in one query on the hot path."""
+
+    id: int
+    instruction: str
+    category: str
+    source: ShownImage
+    variants: list[ShownVariant]
+
+
+_SHOWN_TASK_SQL = """
+SELECT t.instruction, t.category, s.sha256, s.width, s.height, v.id, i.sha256, i.width, i.height
+FROM annotation_edittask t
+JOIN annotation_image s ON s.id = t.source_id
+JOIN annotation_variant v ON v.task_id = t.id
+JOIN annotation_image i ON i.id = v.image_id
+WHERE t.id = %s
+ORDER BY v.id
+"""
+
+
+def load_shown_task(task_id: int) -> ShownTask:
+    with connection.cursor() as cursor:
+        cursor.execute(_SHOWN_TASK_SQL, [task_id])
+        rows = cursor.fetchall()
+    instruction, category, *source = rows[0][:5]
+    variants = [ShownVariant(row[5], ShownImage(*row[6:9])) for row in rows]
+    return ShownTask(task_id, instruction, category, ShownImage(*source), variants)
+
+
+def _attach_shown_task(assignment: Assignment) -> Assignment:
+    """The task as this annotator sees it, variants in their stored display order."""
+    shown = load_shown_task(assignment.task_id)
+    by_id = {variant.id: variant for variant in shown.variants}
+    shown.variants = [by_id[pk] for pk in assignment.display_order]
+    assignment.shown = shown
     return assignment
 
 

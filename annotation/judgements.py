@@ -12,15 +12,14 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from annotation.assignment import count_slots
 from annotation.models import (
     SCORE_MAX,
     SCORE_MIN,
-    AspectScore,
     Assignment,
     EditTask,
     Judgement,
@@ -249,28 +248,73 @@ def _check_lease_can_take_judgement(assignment: Assignment) -> None:
         raise JudgementConflict("the lease expired and the task was given to another annotator")
 
 
+# The judgement, its score rows, the assignment's new status and the task's count in one
+# round trip: this is the hottest write in EditLoop (see docs/benchmarks.md).
+_SAVE_SQL = """
+WITH judgement AS (
+    INSERT INTO annotation_judgement
+        (assignment_id, client_id, ranking, unsure, scores, notes,
+         ranking_ms, scoring_ms, total_ms, created_at)
+    VALUES (%(assignment)s, %(client_id)s, %(ranking)s, %(unsure)s, %(scores)s, %(notes)s,
+            %(ranking_ms)s, %(scoring_ms)s, %(total_ms)s, %(now)s)
+    RETURNING id
+), score_rows AS (
+    INSERT INTO annotation_aspectscore (judgement_id, variant_id, aspect, value)
+    SELECT judgement.id, row.variant_id, row.aspect, row.value
+    FROM judgement,
+         unnest(%(variant_ids)s::bigint[], %(aspects)s::text[], %(values)s::smallint[])
+             AS row(variant_id, aspect, value)
+), submitted AS (
+    UPDATE annotation_assignment SET status = 'submitted', finished_at = %(now)s
+    WHERE id = %(assignment)s
+)
+UPDATE annotation_edittask SET judgement_count = judgement_count + 1
+WHERE id = %(task)s
+RETURNING (SELECT id FROM judgement)
+"""
+
+
 def _save(assignment: Assignment, clean: CleanJudgement) -> Judgement:
-    judgement = Judgement.objects.create(
+    now = timezone.now()
+    rows = [
+        (int(variant), aspect, value)
+        for variant, per_aspect in clean.scores.items()
+        for aspect, value in per_aspect.items()
+    ]
+    variant_ids, aspects, values = (list(column) for column in zip(*rows, strict=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SAVE_SQL,
+            {
+                "assignment": assignment.pk,
+                "task": assignment.task_id,
+                "client_id": clean.client_id,
+                "ranking": Jsonb(clean.ranking),
+                "unsure": clean.unsure,
+                "scores": Jsonb(clean.scores),
+                "notes": Jsonb(clean.notes),
+                "ranking_ms": clean.timings_ms.get("ranking"),
+                "scoring_ms": clean.timings_ms.get("scoring"),
+                "total_ms": clean.timings_ms.get("total"),
+                "now": now,
+                "variant_ids": variant_ids,
+                "aspects": aspects,
+                "values": values,
+            },
+        )
+        (judgement_id,) = cursor.fetchone()
+    assignment.status = Assignment.Status.SUBMITTED
+    assignment.finished_at = now
+    return Judgement(
+        pk=judgement_id,
         assignment=assignment,
         client_id=clean.client_id,
         ranking=clean.ranking,
         unsure=clean.unsure,
         scores=clean.scores,
         notes=clean.notes,
-        ranking_ms=clean.timings_ms.get("ranking"),
-        scoring_ms=clean.timings_ms.get("scoring"),
-        total_ms=clean.timings_ms.get("total"),
+        created_at=now,
     )
-    AspectScore.objects.bulk_create(
-        AspectScore(judgement=judgement, variant_id=int(variant), aspect=aspect, value=value)
-        for variant, per_aspect in clean.scores.items()
-        for aspect, value in per_aspect.items()
-    )
-    assignment.status = Assignment.Status.SUBMITTED
-    assignment.finished_at = judgement.created_at
-    assignment.save(update_fields=["status", "finished_at"])
-    EditTask.objects.filter(pk=assignment.task_id).update(judgement_count=F("judgement_count") + 1)
-    return judgement
 
 
 def skip_assignment(assignment_id: int, annotator: User, reason: object) -> Assignment:

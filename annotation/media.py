@@ -11,9 +11,9 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_GET
 from PIL import Image as PILImage
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
+from annotation.authentication import CachedTokenAuthentication
 from annotation.models import EditTask, Image, Membership, Variant
 
 THUMBNAIL_SIDE = 256
@@ -22,7 +22,7 @@ CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
 
 def _user_from_token(request: HttpRequest) -> User | None:
     try:
-        found = TokenAuthentication().authenticate(request)
+        found = CachedTokenAuthentication().authenticate(request)
     except AuthenticationFailed:
         return None
     return found[0] if found else None

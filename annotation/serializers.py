@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from rest_framework import serializers
 
+from annotation.assignment import ShownImage
 from annotation.models import Assignment, Membership, Project, default_aspects, validate_aspects
 
 
@@ -113,26 +114,23 @@ class SkipSerializer(serializers.Serializer):
 
 def lease_payload(assignment: Assignment) -> dict:
     """The contract's lease body; variants in the order this annotator sees them."""
-    task = assignment.task
-    source = task.source
+    task = assignment.shown
     return {
         "assignment": {
             "id": assignment.pk,
             "expires_at": assignment.expires_at.isoformat(),
             "task": {
-                "id": task.pk,
+                "id": task.id,
                 "instruction": task.instruction,
                 "category": task.category,
-                "source": {"url": source.url, "width": source.width, "height": source.height},
+                "source": _image_payload(task.source),
                 "variants": [
-                    {
-                        "id": variant.pk,
-                        "url": variant.image.url,
-                        "width": variant.image.width,
-                        "height": variant.image.height,
-                    }
-                    for variant in assignment.variants_shown
+                    {"id": variant.id, **_image_payload(variant.image)} for variant in task.variants
                 ],
             },
         }
     }
+
+
+def _image_payload(image: ShownImage) -> dict:
+    return {"url": image.url, "width": image.width, "height": image.height}

@@ -95,6 +95,26 @@ def _bench_images() -> list[Image]:
     ]
 
 
+def reset_database() -> None:
+    """Start every run from empty tables: results must not depend on earlier runs' rows
+    (or on autovacuum catching up with them mid-phase). Only ever the bench database."""
+    if "bench" not in str(connection.settings_dict["HOST"]) + connection.settings_dict["NAME"]:
+        raise SystemExit("refusing to empty a database that is not the benchmark's (var/bench)")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE annotation_aspectscore, annotation_judgement, annotation_assignment, "
+            "annotation_variant, annotation_edittask, annotation_membership, annotation_project, "
+            "annotation_image, authtoken_token, auth_user CASCADE"
+        )
+
+
+def settle_database() -> None:
+    """Fresh statistics for the planner and no checkpoint due in the middle of a phase."""
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+        cursor.execute("CHECKPOINT")
+
+
 def check_database(project: Project, accepted: set[int]) -> dict:
     """Over-assignment and lost judgements, counted in SQL after the run."""
     with connection.cursor() as cursor:
@@ -388,6 +408,7 @@ def main() -> None:
         args.seconds, args.open_seconds = 10, 10
 
     call_command("migrate", verbosity=0)
+    reset_database()
     run_id = time.strftime("%Y%m%d-%H%M%S")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -398,6 +419,7 @@ def main() -> None:
             # Enough tasks that nobody runs dry within the phase, even at 300 cycles/s.
             tasks = int(400 * args.seconds / args.overlap) + 100
             project, tokens = make_project(f"bench-{run_id}-c{clients}", tasks, args.overlap, clients)
+            settle_database()
             recorder, elapsed = asyncio.run(saturate(base, project.pk, tokens, args.seconds))
             result = summarise(f"saturation {clients} clients", recorder, elapsed,
                                check_database(project, recorder.accepted), clients=clients)
@@ -407,6 +429,7 @@ def main() -> None:
             pool = int(args.rate * (args.pause + 1) * 2)
             tasks = int(args.rate * args.open_seconds * 1.2 / args.overlap) + 100
             project, tokens = make_project(f"bench-{run_id}-open", tasks, args.overlap, pool)
+            settle_database()
             recorder, elapsed, dropped = asyncio.run(
                 open_loop(base, project.pk, tokens, args.rate, args.open_seconds, args.pause)
             )

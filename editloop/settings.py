@@ -70,7 +70,8 @@ def database_from_url(url: str) -> dict:
         "PASSWORD": unquote(parsed.password or ""),
         "HOST": host,
         "PORT": str(parsed.port or ""),
-        "OPTIONS": query,
+        # Server-side binding lets psycopg prepare the hot queries once per connection.
+        "OPTIONS": {"server_side_binding": env_bool("DATABASE_SERVER_SIDE_BINDING", True), **query},
         "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 600),
         # No per-request "SELECT 1": a dropped connection fails one request and is replaced.
         "CONN_HEALTH_CHECKS": False,
@@ -164,7 +165,7 @@ IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 40_000_000)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "annotation.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -188,6 +189,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+TOKEN_CACHE_SECONDS = env_float("TOKEN_CACHE_SECONDS", 10.0)
 
 # Failed logins are counted per username and per client address (see annotation/throttling.py).
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
