@@ -66,8 +66,7 @@ class ProjectAdmin(admin.ModelAdmin):
                 _tasks=Count("tasks", filter=Q(tasks__is_gold=False)),
                 _complete=Count(
                     "tasks",
-                    filter=Q(tasks__is_gold=False)
-                    & Q(tasks__judgement_count__gte=F("overlap")),
+                    filter=Q(tasks__is_gold=False) & Q(tasks__judgement_count__gte=F("overlap")),
                 ),
             )
         )
@@ -204,7 +203,9 @@ class AnnotatorAdmin(ReadOnlyAdmin):
                 _skipped=Count(
                     "assignments", filter=Q(assignments__status=Assignment.Status.SKIPPED)
                 ),
-                _leased=Count("assignments", filter=Q(assignments__status=Assignment.Status.LEASED)),
+                _leased=Count(
+                    "assignments", filter=Q(assignments__status=Assignment.Status.LEASED)
+                ),
                 _median_total=Median("assignments__judgement__total_ms"),
                 _median_ranking=Median("assignments__judgement__ranking_ms"),
                 _median_scoring=Median("assignments__judgement__scoring_ms"),

@@ -116,7 +116,12 @@ class ImportView(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
-        request={"multipart/form-data": {"type": "object", "properties": {"archive": {"type": "string", "format": "binary"}}}},  # noqa: E501
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"archive": {"type": "string", "format": "binary"}},
+            }
+        },  # noqa: E501
         responses={201: dict, 400: dict},
     )
     def post(self, request: Request, pk: int) -> Response:
@@ -185,4 +190,3 @@ class StatsView(APIView):
     def get(self, request: Request, pk: int) -> Response:
         project = get_project_for(request.user, pk, manager=True)
         return Response(stats.project_stats(project))
-

@@ -230,6 +230,6 @@ def _attach_shown_task(assignment: Assignment) -> Assignment:
 def expire_leases(now: datetime | None = None) -> int:
     """Mark leases past their expiry as expired; their slots are already free."""
     now = now or timezone.now()
-    return Assignment.objects.filter(
-        status=Assignment.Status.LEASED, expires_at__lte=now
-    ).update(status=Assignment.Status.EXPIRED)
+    return Assignment.objects.filter(status=Assignment.Status.LEASED, expires_at__lte=now).update(
+        status=Assignment.Status.EXPIRED
+    )

@@ -233,7 +233,9 @@ def plan_tasks(
         if task.external_id:
             if task.external_id in existing_external_ids:
                 problems.append(
-                    ImportProblem(number, "external_id", f"{task.external_id!r} is already imported")
+                    ImportProblem(
+                        number, "external_id", f"{task.external_id!r} is already imported"
+                    )
                 )
             elif task.external_id in seen_external_ids:
                 problems.append(
@@ -350,7 +352,10 @@ def _plan_variants(project: Project, raw: object, refuse) -> list[PlannedVariant
 
 
 def _check_gold_ranking(gold: object, variant_count: int, refuse) -> None:  # noqa: ANN001
-    message = f"a gold task needs gold_ranking: tiers best→worst of variant indices 0..{variant_count - 1}"
+    message = (
+        "a gold task needs gold_ranking: tiers best→worst of variant indices "
+        f"0..{variant_count - 1}"
+    )
     if not isinstance(gold, list) or not all(isinstance(tier, list) and tier for tier in gold):
         refuse("gold_ranking", message)
         return

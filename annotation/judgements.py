@@ -201,7 +201,9 @@ def _clean_timings(raw: object, errors: _Errors) -> dict[str, int | None]:
 # --- saving ---------------------------------------------------------------------------
 
 
-def submit_judgement(assignment_id: int, annotator: User, payload: object) -> tuple[Judgement, bool]:
+def submit_judgement(
+    assignment_id: int, annotator: User, payload: object
+) -> tuple[Judgement, bool]:
     """Save the judgement; returns (judgement, created). Raises Assignment.DoesNotExist for
     an assignment that is not the annotator's, JudgementInvalid, or JudgementConflict."""
     client_id = parse_client_id(payload)

@@ -246,7 +246,9 @@ class Assignment(models.Model):
     class Meta:
         constraints = [
             # Never the same annotator twice on one task.
-            models.UniqueConstraint(fields=["task", "annotator"], name="one_assignment_per_annotator")
+            models.UniqueConstraint(
+                fields=["task", "annotator"], name="one_assignment_per_annotator"
+            )
         ]
         indexes = [
             models.Index(fields=["task", "status"], name="assignment_task_status"),
@@ -267,7 +269,9 @@ class Assignment(models.Model):
 
 
 class Judgement(models.Model):
-    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="judgement")
+    assignment = models.OneToOneField(
+        Assignment, on_delete=models.CASCADE, related_name="judgement"
+    )
     client_id = models.UUIDField(unique=True)
     ranking = models.JSONField(help_text="Tiers best→worst of variant ids; a tier of 2+ is a tie.")
     unsure = models.BooleanField(default=False)
@@ -299,6 +303,9 @@ class AspectScore(models.Model):
                 condition=Q(value__gte=SCORE_MIN) & Q(value__lte=SCORE_MAX), name="score_0_to_5"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.aspect}={self.value} for variant {self.variant_id}"
 
 
 class Annotator(User):

@@ -91,5 +91,3 @@ def annotator_figures(project: Project) -> list[dict]:
             },
         )
     return sorted(rows.values(), key=lambda row: row["username"])
-
-

@@ -11,8 +11,6 @@ urlpatterns = [
     path("projects/<int:pk>/imports/", api.ImportView.as_view(), name="api-imports"),
     path("projects/<int:pk>/next/", api.NextTaskView.as_view(), name="api-next"),
     path("projects/<int:pk>/stats/", api.StatsView.as_view(), name="api-stats"),
-    path(
-        "assignments/<int:pk>/judgement/", api.JudgementView.as_view(), name="api-judgement"
-    ),
+    path("assignments/<int:pk>/judgement/", api.JudgementView.as_view(), name="api-judgement"),
     path("assignments/<int:pk>/skip/", api.SkipView.as_view(), name="api-skip"),
 ]

@@ -74,7 +74,9 @@ def make_project(name: str, tasks: int, overlap: int, annotators: int) -> tuple[
         for n in range(tasks)
     )
     Variant.objects.bulk_create(
-        Variant(task=task, image=image, generator="bench") for task in task_rows for image in images[1:]
+        Variant(task=task, image=image, generator="bench")
+        for task in task_rows
+        for image in images[1:]
     )
     tokens = []
     for n in range(annotators):
@@ -89,7 +91,13 @@ def _bench_images() -> list[Image]:
     return [
         Image.objects.get_or_create(
             sha256=f"{n:064x}",
-            defaults={"file": f"bench/{n}.png", "width": 64, "height": 64, "format": "PNG", "size_bytes": 1},
+            defaults={
+                "file": f"bench/{n}.png",
+                "width": 64,
+                "height": 64,
+                "format": "PNG",
+                "size_bytes": 1,
+            },
         )[0]
         for n in range(1, 6)
     ]
@@ -138,7 +146,8 @@ def check_database(project: Project, accepted: set[int]) -> dict:
         )
         over_assigned, same_annotator_twice, miscounted = cursor.fetchone()
         cursor.execute(
-            "SELECT j.id FROM annotation_judgement j JOIN annotation_assignment a ON a.id = j.assignment_id "
+            "SELECT j.id FROM annotation_judgement j "
+            "JOIN annotation_assignment a ON a.id = j.assignment_id "
             "JOIN annotation_edittask t ON t.id = a.task_id WHERE t.project_id = %s",
             [project.pk],
         )
@@ -163,13 +172,22 @@ def free_port() -> int:
 
 def start_server(port: int, workers: int, worker_class: str, threads: int) -> subprocess.Popen:
     command = [
-        sys.executable, "-m", "gunicorn", "editloop.wsgi",
-        "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers),
-        "--worker-class", worker_class,
-        "--threads", str(threads),
-        "--backlog", "2048",
-        "--log-level", "warning",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "editloop.wsgi",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        worker_class,
+        "--threads",
+        str(threads),
+        "--backlog",
+        "2048",
+        "--log-level",
+        "warning",
     ]
     server = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(), start_new_session=True)
     deadline = time.monotonic() + 30
@@ -213,19 +231,28 @@ def judgement_for(lease: dict, rng: random.Random) -> dict:
         "unsure": False,
         "scores": {str(i): {aspect: rng.randint(0, 5) for aspect in ASPECTS} for i in ids},
         "notes": {},
-        "timings_ms": {"ranking": rng.randint(2000, 9000), "scoring": rng.randint(3000, 12000),
-                       "total": rng.randint(6000, 20000)},
+        "timings_ms": {
+            "ranking": rng.randint(2000, 9000),
+            "scoring": rng.randint(3000, 12000),
+            "total": rng.randint(6000, 20000),
+        },
     }
 
 
 async def one_cycle(
-    session: aiohttp.ClientSession, base: str, project_id: int, token: str, recorder: Recorder,
+    session: aiohttp.ClientSession,
+    base: str,
+    project_id: int,
+    token: str,
+    recorder: Recorder,
     rng: random.Random,
 ) -> bool:
     """next → judgement; False when the annotator has no work left."""
     headers = {"Authorization": f"Token {token}"}
     started = time.perf_counter()
-    async with session.post(f"{base}/api/v1/projects/{project_id}/next/", headers=headers) as response:
+    async with session.post(
+        f"{base}/api/v1/projects/{project_id}/next/", headers=headers
+    ) as response:
         body = await response.read()
         status = response.status
     recorder.latencies["next"].append(time.perf_counter() - started)
@@ -239,7 +266,9 @@ async def one_cycle(
     payload = judgement_for(lease, rng)
     started = time.perf_counter()
     async with session.post(
-        f"{base}/api/v1/assignments/{lease['assignment']['id']}/judgement/", json=payload, headers=headers
+        f"{base}/api/v1/assignments/{lease['assignment']['id']}/judgement/",
+        json=payload,
+        headers=headers,
     ) as response:
         answer = await response.read()
         status = response.status
@@ -257,7 +286,9 @@ def _session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60))
 
 
-async def saturate(base: str, project_id: int, tokens: list[str], seconds: float) -> tuple[Recorder, float]:
+async def saturate(
+    base: str, project_id: int, tokens: list[str], seconds: float
+) -> tuple[Recorder, float]:
     recorder = Recorder()
     deadline = time.perf_counter() + seconds
 
@@ -287,7 +318,9 @@ async def open_loop(
     dropped = 0
 
     async def arrival(n: int, token: str) -> None:
-        await one_cycle(session, base, project_id, token, recorder, random.Random(n * 7919 + recorder.cycles))
+        await one_cycle(
+            session, base, project_id, token, recorder, random.Random(n * 7919 + recorder.cycles)
+        )
         await asyncio.sleep(rng.expovariate(1 / pause))  # the annotator looks, thinks, ranks...
         idle.put_nowait((n, token))
 
@@ -319,8 +352,13 @@ def percentiles(values: list[float]) -> dict[str, float]:
     def at(q: float) -> float:
         return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
 
-    return {"n": len(values), "p50_ms": at(0.50), "p95_ms": at(0.95), "p99_ms": at(0.99),
-            "mean_ms": round(statistics.fmean(ordered) * 1000, 1)}
+    return {
+        "n": len(values),
+        "p50_ms": at(0.50),
+        "p95_ms": at(0.95),
+        "p99_ms": at(0.99),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 1),
+    }
 
 
 def summarise(name: str, recorder: Recorder, elapsed: float, database: dict, **extra) -> dict:
@@ -365,7 +403,12 @@ def plot(results: list[dict], path: Path) -> None:
         [(e, k) for e in ("next", "judgement") for k in ("p50_ms", "p95_ms", "p99_ms")]
     ):
         positions = [i + (offset - 2.5) * width for i in range(len(results))]
-        right.bar(positions, [r[endpoint].get(key, 0) for r in results], width, label=f"{endpoint} {key[:3]}")
+        right.bar(
+            positions,
+            [r[endpoint].get(key, 0) for r in results],
+            width,
+            label=f"{endpoint} {key[:3]}",
+        )
     right.set_xticks(range(len(results)), labels, rotation=20)
     right.set_ylabel("latency (ms)")
     right.set_yscale("log")
@@ -384,19 +427,24 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores ({cpu}), {system}, Python {platform.python_version()}"
 
 
-# --- main -------------------------------------------------------------------------------------------
+# --- main ----------------------------------------------------------------------------------
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 32, 64])
     parser.add_argument("--seconds", type=float, default=30, help="length of each saturation phase")
     parser.add_argument("--rate", type=float, default=100, help="open-loop arrivals per second")
     parser.add_argument("--open-seconds", type=float, default=60)
-    parser.add_argument("--pause", type=float, default=4.0, help="mean pause between an annotator's tasks (s)")
+    parser.add_argument(
+        "--pause", type=float, default=4.0, help="mean pause between an annotator's tasks (s)"
+    )
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--worker-class", default="sync")
     parser.add_argument("--threads", type=int, default=1)
@@ -418,11 +466,18 @@ def main() -> None:
         for clients in args.clients:
             # Enough tasks that nobody runs dry within the phase, even at 300 cycles/s.
             tasks = int(400 * args.seconds / args.overlap) + 100
-            project, tokens = make_project(f"bench-{run_id}-c{clients}", tasks, args.overlap, clients)
+            project, tokens = make_project(
+                f"bench-{run_id}-c{clients}", tasks, args.overlap, clients
+            )
             settle_database()
             recorder, elapsed = asyncio.run(saturate(base, project.pk, tokens, args.seconds))
-            result = summarise(f"saturation {clients} clients", recorder, elapsed,
-                               check_database(project, recorder.accepted), clients=clients)
+            result = summarise(
+                f"saturation {clients} clients",
+                recorder,
+                elapsed,
+                check_database(project, recorder.accepted),
+                clients=clients,
+            )
             print_row(result)
             results.append(result)
         if not args.skip_open:
@@ -433,9 +488,14 @@ def main() -> None:
             recorder, elapsed, dropped = asyncio.run(
                 open_loop(base, project.pk, tokens, args.rate, args.open_seconds, args.pause)
             )
-            result = summarise(f"open loop {args.rate:g}/s", recorder, elapsed,
-                               check_database(project, recorder.accepted),
-                               annotators=pool, arrivals_without_free_annotator=dropped)
+            result = summarise(
+                f"open loop {args.rate:g}/s",
+                recorder,
+                elapsed,
+                check_database(project, recorder.accepted),
+                annotators=pool,
+                arrivals_without_free_annotator=dropped,
+            )
             print_row(result)
             results.append(result)
     finally:
@@ -445,7 +505,9 @@ def main() -> None:
     report = {
         "run": run_id,
         "machine": machine(),
-        "server": f"gunicorn {args.workers} x {args.worker_class} workers, {args.threads} thread(s)",
+        "server": (
+            f"gunicorn {args.workers} x {args.worker_class} workers, {args.threads} thread(s)"
+        ),
         "command": "python " + " ".join(sys.argv),
         "results": results,
     }

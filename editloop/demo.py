@@ -63,12 +63,44 @@ def run_manage(*args: str) -> None:
 
 def start_processes(host: str, port: str) -> list[subprocess.Popen]:
     commands = [
-        [PYTHON, "-m", "gunicorn", "editloop.wsgi", "--bind", f"{host}:{port}",
-         "--workers", os.environ.get("WEB_WORKERS", "3"), "--access-logfile", "-"],
-        [PYTHON, "-m", "celery", "-A", "editloop", "worker", "-Q", "default,gpu",
-         "--concurrency", "2", "--loglevel", "INFO"],
-        [PYTHON, "-m", "celery", "-A", "editloop", "beat", "--loglevel", "INFO",
-         "--schedule", str(services.var_dir() / "celerybeat-schedule")],
+        [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "editloop.wsgi",
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            os.environ.get("WEB_WORKERS", "3"),
+            "--access-logfile",
+            "-",
+        ],
+        [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "editloop",
+            "worker",
+            "-Q",
+            "default,gpu",
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "INFO",
+        ],
+        [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "editloop",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(services.var_dir() / "celerybeat-schedule"),
+        ],
     ]
     # Own sessions: Ctrl-C reaches us, and we stop the children in order, by pid.
     return [subprocess.Popen(command, cwd=ROOT, start_new_session=True) for command in commands]

@@ -137,16 +137,25 @@ def _start_redis(directory: Path) -> None:
     (directory / "redis.sock").unlink(missing_ok=True)
     command = [
         _redis_server_binary(),
-        "--port", "0",
-        "--unixsocket", str(directory / "redis.sock"),
-        "--unixsocketperm", "700",
-        "--daemonize", "yes",
-        "--pidfile", str(directory / "redis.pid"),
-        "--logfile", str(directory / "redis.log"),
-        "--dir", str(directory),
+        "--port",
+        "0",
+        "--unixsocket",
+        str(directory / "redis.sock"),
+        "--unixsocketperm",
+        "700",
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        str(directory / "redis.pid"),
+        "--logfile",
+        str(directory / "redis.log"),
+        "--dir",
+        str(directory),
         # Queued tasks survive a restart of the demo.
-        "--appendonly", "yes",
-        "--save", "",
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
     ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     _wait_until(lambda: redis_running(directory), timeout=10, what="Redis to start")

@@ -95,10 +95,14 @@ def write_manifest_dir(root: Path, lines: list[dict], files: dict[str, bytes]) -
     return manifest
 
 
-def zip_archive(lines: list[dict], files: dict[str, bytes], manifest_text: str | None = None) -> io.BytesIO:
+def zip_archive(
+    lines: list[dict], files: dict[str, bytes], manifest_text: str | None = None
+) -> io.BytesIO:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        text = manifest_text if manifest_text is not None else "\n".join(json.dumps(x) for x in lines)
+        text = (
+            manifest_text if manifest_text is not None else "\n".join(json.dumps(x) for x in lines)
+        )
         archive.writestr("manifest.jsonl", text)
         for name, data in files.items():
             archive.writestr(name, data)

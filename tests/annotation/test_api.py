@@ -19,9 +19,11 @@ def test_it_exchanges_a_password_for_a_token(annotator):
 
 
 def test_a_token_authenticates_api_calls(project, annotator):
-    token = APIClient().post(
-        "/api/v1/auth/token/", {"username": "annotator", "password": PASSWORD}, format="json"
-    ).json()["token"]
+    token = (
+        APIClient()
+        .post("/api/v1/auth/token/", {"username": "annotator", "password": PASSWORD}, format="json")
+        .json()["token"]
+    )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
 
@@ -44,7 +46,9 @@ def test_repeated_failed_logins_are_throttled(annotator, settings):
     settings.LOGIN_FAILURE_LIMIT = 3
     client = APIClient()
     for _ in range(3):
-        client.post("/api/v1/auth/token/", {"username": "annotator", "password": "x"}, format="json")
+        client.post(
+            "/api/v1/auth/token/", {"username": "annotator", "password": "x"}, format="json"
+        )
 
     response = client.post(
         "/api/v1/auth/token/", {"username": "annotator", "password": PASSWORD}, format="json"
@@ -68,7 +72,8 @@ def test_the_browser_login_is_throttled_too(annotator, settings, client):
 
 def test_staff_creates_accounts(staff):
     response = client_for(staff).post(
-        "/api/v1/users/", {"username": "carol", "password": "a long password", "is_staff": False},
+        "/api/v1/users/",
+        {"username": "carol", "password": "a long password", "is_staff": False},
         format="json",
     )
 
@@ -101,7 +106,8 @@ def test_staff_creates_a_project_with_default_aspects(staff):
 def test_a_project_can_name_its_own_aspects(staff):
     aspects = [{"key": "realism", "description": "looks real"}, {"key": "faithful"}]
     response = client_for(staff).post(
-        "/api/v1/projects/", {"name": "Own", "mode": "ranking", "overlap": 1, "aspects": aspects},
+        "/api/v1/projects/",
+        {"name": "Own", "mode": "ranking", "overlap": 1, "aspects": aspects},
         format="json",
     )
 
@@ -137,7 +143,8 @@ def test_only_staff_creates_projects(manager):
 def test_a_manager_adds_members(project, manager, outsider):
     response = client_for(manager).post(
         f"/api/v1/projects/{project.pk}/members/",
-        {"username": "outsider", "role": "annotator"}, format="json",
+        {"username": "outsider", "role": "annotator"},
+        format="json",
     )
 
     assert response.status_code == 201
@@ -146,7 +153,8 @@ def test_a_manager_adds_members(project, manager, outsider):
 
 def test_adding_an_unknown_user_names_the_field(project, manager):
     response = client_for(manager).post(
-        f"/api/v1/projects/{project.pk}/members/", {"username": "ghost", "role": "annotator"},
+        f"/api/v1/projects/{project.pk}/members/",
+        {"username": "ghost", "role": "annotator"},
         format="json",
     )
 
@@ -206,7 +214,8 @@ def test_skip_records_the_reason(project, annotator):
     lease = api.post(f"/api/v1/projects/{project.pk}/next/").json()
 
     response = api.post(
-        f"/api/v1/assignments/{lease['assignment']['id']}/skip/", {"reason": "broken image"},
+        f"/api/v1/assignments/{lease['assignment']['id']}/skip/",
+        {"reason": "broken image"},
         format="json",
     )
 
@@ -219,7 +228,8 @@ def test_stats_show_progress_and_annotator_figures(project, manager, annotator):
     api = client_for(annotator)
     lease = api.post(f"/api/v1/projects/{project.pk}/next/").json()
     api.post(
-        f"/api/v1/assignments/{lease['assignment']['id']}/judgement/", full_judgement(lease),
+        f"/api/v1/assignments/{lease['assignment']['id']}/judgement/",
+        full_judgement(lease),
         format="json",
     )
 

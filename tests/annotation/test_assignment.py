@@ -13,7 +13,9 @@ from tests.conftest import add_tasks, full_judgement, make_user
 
 def judge(assignment: Assignment, client_id: str) -> None:
     lease = {"assignment": {"task": {"variants": [{"id": i} for i in assignment.display_order]}}}
-    submit_judgement(assignment.pk, assignment.annotator, full_judgement(lease, client_id=client_id))
+    submit_judgement(
+        assignment.pk, assignment.annotator, full_judgement(lease, client_id=client_id)
+    )
 
 
 def uid(n: int) -> str:
@@ -70,7 +72,9 @@ def test_it_serves_higher_priority_then_fewest_judgements_then_oldest(project, a
     while (assignment := lease_next_task(project, annotator, keep=frozenset(order))) is not None:
         order.append(assignment.pk)
 
-    served = list(Assignment.objects.filter(pk__in=order).order_by("pk").values_list("task_id", flat=True))
+    served = list(
+        Assignment.objects.filter(pk__in=order).order_by("pk").values_list("task_id", flat=True)
+    )
     assert served == [high.pk, middle.pk, low.pk]
 
 
@@ -78,7 +82,9 @@ def test_an_expired_lease_returns_the_task_to_the_pool(project, annotator, other
     project.overlap = 1
     project.save()
     for _ in range(3):
-        lease_next_task(project, annotator, keep=frozenset(Assignment.objects.values_list("pk", flat=True)))
+        lease_next_task(
+            project, annotator, keep=frozenset(Assignment.objects.values_list("pk", flat=True))
+        )
     assert lease_next_task(project, other_annotator) is None
 
     Assignment.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
@@ -146,7 +152,9 @@ def test_it_interleaves_gold_tasks_at_the_gold_rate(gold_project, annotator):
     assert not all(gold[:4])
 
 
-def test_gold_tasks_ignore_overlap_and_reach_every_annotator(gold_project, annotator, other_annotator):
+def test_gold_tasks_ignore_overlap_and_reach_every_annotator(
+    gold_project, annotator, other_annotator
+):
     Membership.objects.create(project=gold_project, user=other_annotator)
     gold_project.gold_rate = 1.0
     gold_project.save()

@@ -30,9 +30,13 @@ def annotate_until_done(project: Project, user, seed: int, outcomes: Counter, er
                 Assignment.objects.filter(pk=assignment.pk).update(
                     expires_at=timezone.now() - timedelta(seconds=1)
                 )
-            lease = {"assignment": {"task": {"variants": [{"id": i} for i in assignment.display_order]}}}
+            lease = {
+                "assignment": {"task": {"variants": [{"id": i} for i in assignment.display_order]}}
+            }
             try:
-                submit_judgement(assignment.pk, user, full_judgement(lease, client_id=str(uuid.uuid4())))
+                submit_judgement(
+                    assignment.pk, user, full_judgement(lease, client_id=str(uuid.uuid4()))
+                )
                 outcomes["accepted"] += 1
             except JudgementConflict:
                 outcomes["conflict"] += 1
@@ -61,9 +65,7 @@ def test_parallel_annotators_never_over_assign(tmp_path):
         thread.join(timeout=120)
 
     assert errors == []
-    per_task = Counter(
-        Judgement.objects.values_list("assignment__task_id", flat=True)
-    )
+    per_task = Counter(Judgement.objects.values_list("assignment__task_id", flat=True))
     assert max(per_task.values()) <= OVERLAP
     assert sum(per_task.values()) == outcomes["accepted"]
     pairs = list(Assignment.objects.values_list("task_id", "annotator_id"))

@@ -96,7 +96,11 @@ def test_it_refuses_a_file_that_is_not_an_image(empty_project):
     problems = refusal(empty_project, [task_line(0)], files)
 
     assert problems == [
-        {"line": 1, "field": "variants[1].image", "message": "'img/t0_v1.png': not an image Pillow can read"}
+        {
+            "line": 1,
+            "field": "variants[1].image",
+            "message": "'img/t0_v1.png': not an image Pillow can read",
+        }
     ]
     assert_nothing_saved()
 
@@ -237,7 +241,11 @@ def test_it_refuses_a_missing_file(empty_project):
     problems = refusal(empty_project, [task_line(0)], files)
 
     assert problems == [
-        {"line": 1, "field": "variants[3].image", "message": "'img/t0_v3.png' is not in the archive"}
+        {
+            "line": 1,
+            "field": "variants[3].image",
+            "message": "'img/t0_v3.png' is not in the archive",
+        }
     ]
 
 
@@ -246,9 +254,7 @@ def test_it_refuses_an_external_id_already_imported(empty_project):
 
     problems = refusal(empty_project, [task_line(0)], task_files(0))
 
-    assert problems == [
-        {"line": 1, "field": "external_id", "message": "'t-0' is already imported"}
-    ]
+    assert problems == [{"line": 1, "field": "external_id", "message": "'t-0' is already imported"}]
 
 
 def test_it_refuses_a_non_zip_upload(empty_project):

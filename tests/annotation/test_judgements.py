@@ -75,7 +75,9 @@ def test_a_retry_with_the_same_client_id_returns_the_same_judgement(api, lease):
 def test_a_second_judgement_with_another_client_id_is_a_conflict(api, lease):
     submit(api, lease, full_judgement(lease))
 
-    response = submit(api, lease, full_judgement(lease, client_id="11111111-2222-4333-8444-555555555555"))
+    response = submit(
+        api, lease, full_judgement(lease, client_id="11111111-2222-4333-8444-555555555555")
+    )
 
     assert response.status_code == 409
     assert Judgement.objects.count() == 1
@@ -119,7 +121,9 @@ def test_it_refuses_a_missing_aspect(api, lease):
     first = str(variant_ids(lease)[0])
     del body["scores"][first]["preserving"]
 
-    assert_refused(submit(api, lease, body), "scores", f"variant {first}, aspect preserving: missing")
+    assert_refused(
+        submit(api, lease, body), "scores", f"variant {first}, aspect preserving: missing"
+    )
 
 
 def test_it_refuses_a_variant_without_scores(api, lease):
@@ -192,7 +196,9 @@ def test_a_late_judgement_is_refused_when_another_annotator_took_the_slot(
     project.save()
     Assignment.objects.update(expires_at=timezone.now() - timedelta(minutes=5))
     EditTask.objects.exclude(pk=lease["assignment"]["task"]["id"]).delete()
-    taken = client_for(other_annotator).post(f"/api/v1/projects/{project.pk}/next/", {}, format="json")
+    taken = client_for(other_annotator).post(
+        f"/api/v1/projects/{project.pk}/next/", {}, format="json"
+    )
     assert taken.json()["assignment"]["task"]["id"] == lease["assignment"]["task"]["id"]
 
     response = submit(api, lease, full_judgement(lease))
@@ -203,7 +209,11 @@ def test_a_late_judgement_is_refused_when_another_annotator_took_the_slot(
 
 
 def test_a_skipped_assignment_cannot_be_judged(api, lease):
-    api.post(f"/api/v1/assignments/{lease['assignment']['id']}/skip/", {"reason": "blurry"}, format="json")
+    api.post(
+        f"/api/v1/assignments/{lease['assignment']['id']}/skip/",
+        {"reason": "blurry"},
+        format="json",
+    )
 
     response = submit(api, lease, full_judgement(lease))
 

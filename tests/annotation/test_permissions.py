@@ -20,7 +20,8 @@ def browser_for(user) -> Client:
 
 def test_it_refuses_someone_elses_assignment_judgement(lease, other_annotator):
     response = client_for(other_annotator).post(
-        f"/api/v1/assignments/{lease['assignment']['id']}/judgement/", full_judgement(lease),
+        f"/api/v1/assignments/{lease['assignment']['id']}/judgement/",
+        full_judgement(lease),
         format="json",
     )
 
@@ -39,7 +40,8 @@ def test_it_refuses_to_skip_someone_elses_assignment(lease, other_annotator):
 
 def test_even_a_manager_cannot_submit_for_an_annotator(lease, manager):
     response = client_for(manager).post(
-        f"/api/v1/assignments/{lease['assignment']['id']}/judgement/", full_judgement(lease),
+        f"/api/v1/assignments/{lease['assignment']['id']}/judgement/",
+        full_judgement(lease),
         format="json",
     )
 
@@ -57,7 +59,8 @@ def test_an_outsider_cannot_see_the_project(project, outsider):
 def test_an_annotator_cannot_import(project, annotator):
     response = client_for(annotator).post(
         f"/api/v1/projects/{project.pk}/imports/",
-        {"archive": zip_archive([task_line(9)], task_files(9))}, format="multipart",
+        {"archive": zip_archive([task_line(9)], task_files(9))},
+        format="multipart",
     )
 
     assert response.status_code == 403
@@ -66,7 +69,8 @@ def test_an_annotator_cannot_import(project, annotator):
 
 def test_an_annotator_cannot_add_members(project, annotator, outsider):
     response = client_for(annotator).post(
-        f"/api/v1/projects/{project.pk}/members/", {"username": "outsider", "role": "manager"},
+        f"/api/v1/projects/{project.pk}/members/",
+        {"username": "outsider", "role": "manager"},
         format="json",
     )
 
