@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 import zipfile
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
@@ -21,12 +21,13 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture(autouse=True)
 def _media_and_cache(settings, tmp_path_factory):
+    """Files in a fresh folder; cache keys (login throttling) under a prefix of this test's
+    own, so tests never see each other's counters and nothing is flushed from the Redis
+    that the demo's broker may share."""
     settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
     settings.CACHES = {
-        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{id(settings)}"}
+        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
     }
-    yield
-    cache.clear()
 
 
 def make_user(username: str, *, is_staff: bool = False) -> User:
