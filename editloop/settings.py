@@ -70,8 +70,13 @@ def database_from_url(url: str) -> dict:
         "PASSWORD": unquote(parsed.password or ""),
         "HOST": host,
         "PORT": str(parsed.port or ""),
-        # Server-side binding lets psycopg prepare the hot queries once per connection.
-        "OPTIONS": {"server_side_binding": env_bool("DATABASE_SERVER_SIDE_BINDING", True), **query},
+        # Server-side binding + a prepare threshold: psycopg prepares a statement once it has
+        # run a few times on a connection, so the hot queries are planned once, not per call.
+        "OPTIONS": {
+            "server_side_binding": env_bool("DATABASE_SERVER_SIDE_BINDING", True),
+            "prepare_threshold": env_int("DATABASE_PREPARE_THRESHOLD", 5),
+            **query,
+        },
         "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 600),
         # No per-request "SELECT 1": a dropped connection fails one request and is replaced.
         "CONN_HEALTH_CHECKS": False,
