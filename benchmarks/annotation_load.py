@@ -41,8 +41,8 @@ os.environ.setdefault("EDITLOOP_VAR_DIR", str(ROOT / "var" / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "editloop.settings")
 
 import aiohttp  # noqa: E402
-import uvloop  # noqa: E402  (a lighter event loop: the load generator shares the 2 cores)
 import django  # noqa: E402
+import uvloop  # noqa: E402  (a lighter event loop: the load generator shares the 2 cores)
 
 django.setup()
 
