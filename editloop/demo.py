@@ -15,17 +15,24 @@ from editloop import services
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
+# Demo accounts (seeded by ``manage.py seed_demo``); printed before Django is loaded here.
+DEMO_PASSWORD = "editloop-demo"
+ADMIN = "admin"
+ANNOTATORS = ("alice", "bob")
+
 
 def main() -> int:
-    started_services = start_services()
-    run_manage("migrate", "--noinput", "-v", "0")
-    run_manage("collectstatic", "--noinput", "-v", "0")
-    run_manage("seed_demo")
+    started_services: list[str] = []
+    children: list[subprocess.Popen] = []
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
-    children = start_processes(host, port)
-    print_welcome(host, port)
     try:
+        started_services = start_services()
+        run_manage("migrate", "--noinput", "-v", "0")
+        run_manage("collectstatic", "--noinput", "-v", "0")
+        run_manage("seed_demo")
+        children = start_processes(host, port)
+        print_welcome(host, port)
         wait_for_any_exit(children)
     except KeyboardInterrupt:
         pass
@@ -111,8 +118,6 @@ def start_processes(host: str, port: str) -> list[subprocess.Popen]:
 
 
 def print_welcome(host: str, port: str) -> None:
-    from annotation.management.commands.seed_demo import ADMIN, ANNOTATORS, DEMO_PASSWORD
-
     url = f"http://{host}:{port}/"
     accounts = "\n".join(f"    annotator: {name} / {DEMO_PASSWORD}" for name in ANNOTATORS)
     print(

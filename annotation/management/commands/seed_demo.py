@@ -10,10 +10,8 @@ from django.db import transaction
 
 from annotation.importers import import_directory
 from annotation.models import Membership, Project
+from editloop.demo import ADMIN, ANNOTATORS, DEMO_PASSWORD
 
-DEMO_PASSWORD = "editloop-demo"
-ADMIN = "admin"
-ANNOTATORS = ("alice", "bob")
 RANKING_PROJECT = "Demo: procedural edits (rank 4)"
 PAIRWISE_PROJECT = "Demo: procedural edits (A/B)"
 GUIDELINES = """Rank the edits best to worst for the instruction, then score each on the three
