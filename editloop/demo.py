@@ -21,7 +21,15 @@ ADMIN = "admin"
 ANNOTATORS = ("alice", "bob")
 
 
+def _stop_on_signal(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Ctrl-C, and also SIGTERM or a SIGINT sent to a demo started in the background (where
+    # the shell ignores SIGINT), all end in the same orderly shutdown.
+    signal.signal(signal.SIGINT, _stop_on_signal)
+    signal.signal(signal.SIGTERM, _stop_on_signal)
     started_services: list[str] = []
     children: list[subprocess.Popen] = []
     host = os.environ.get("HOST", "127.0.0.1")
