@@ -29,6 +29,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, tasks: int, **options) -> None:
         users = self._accounts()
+        projects = [(RANKING_PROJECT, "ranking"), (PAIRWISE_PROJECT, "pairwise")]
+        if all(
+            Project.objects.filter(name=name, tasks__isnull=False).exists() for name, _ in projects
+        ):
+            for name, mode in projects:
+                self._project(name, mode, None, users)
+            return
         with tempfile.TemporaryDirectory() as directory:
             manifest = self._demo_manifest(Path(directory), tasks)
             self._project(RANKING_PROJECT, "ranking", manifest, users)
@@ -48,7 +55,7 @@ class Command(BaseCommand):
         return build_demo_manifest(directory, n_tasks=tasks, seed=0)
 
     @transaction.atomic
-    def _project(self, name: str, mode: str, manifest: Path, users: list[User]) -> None:
+    def _project(self, name: str, mode: str, manifest: Path | None, users: list[User]) -> None:
         project, created = Project.objects.get_or_create(
             name=name, defaults={"mode": mode, "overlap": 2, "guidelines": GUIDELINES}
         )
@@ -58,7 +65,7 @@ class Command(BaseCommand):
         )
         for user in annotators:
             Membership.objects.get_or_create(project=project, user=user)
-        if project.tasks.exists():
+        if project.tasks.exists() or manifest is None:
             self.stdout.write(f"{name!r}: already has {project.tasks.count()} tasks, kept.")
             return
         result = import_directory(project, manifest)
