@@ -221,6 +221,12 @@ class Recorder:
     def error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
 
+    def start_measuring(self) -> None:
+        """End of warm-up: forget latencies and counts, keep the judgements to check."""
+        self.latencies = {"next": [], "judgement": []}
+        self.cycles = 0
+        self.errors = {}
+
 
 def judgement_for(lease: dict, rng: random.Random) -> dict:
     ids = [variant["id"] for variant in lease["assignment"]["task"]["variants"]]
@@ -291,10 +297,13 @@ def _session() -> aiohttp.ClientSession:
 
 
 async def saturate(
-    base: str, project_id: int, tokens: list[str], seconds: float
+    base: str, project_id: int, tokens: list[str], seconds: float, warmup: float
 ) -> tuple[Recorder, float]:
+    """Closed loop, no pause; the first ``warmup`` seconds (fresh workers, connections,
+    statement preparation) are run but not measured."""
     recorder = Recorder()
-    deadline = time.perf_counter() + seconds
+    measure_from = time.perf_counter() + warmup
+    deadline = measure_from + seconds
 
     async def client(token: str, seed: int) -> None:
         rng = random.Random(seed)
@@ -302,10 +311,13 @@ async def saturate(
             if not await one_cycle(session, base, project_id, token, recorder, rng):
                 return
 
+    async def end_warmup() -> None:
+        await asyncio.sleep(warmup)
+        recorder.start_measuring()
+
     async with _session() as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(token, n) for n, token in enumerate(tokens)))
-        elapsed = time.perf_counter() - started
+        await asyncio.gather(end_warmup(), *(client(t, n) for n, t in enumerate(tokens)))
+        elapsed = time.perf_counter() - measure_from
     return recorder, elapsed
 
 
@@ -444,6 +456,7 @@ def main() -> None:
     )
     parser.add_argument("--clients", type=int, nargs="*", default=[8, 32, 64])
     parser.add_argument("--seconds", type=float, default=30, help="length of each saturation phase")
+    parser.add_argument("--warmup", type=float, default=5, help="unmeasured start of each phase")
     parser.add_argument("--rate", type=float, default=100, help="open-loop arrivals per second")
     parser.add_argument("--open-seconds", type=float, default=60)
     parser.add_argument(
@@ -469,12 +482,14 @@ def main() -> None:
     try:
         for clients in args.clients:
             # Enough tasks that nobody runs dry within the phase, even at 300 cycles/s.
-            tasks = int(400 * args.seconds / args.overlap) + 100
+            tasks = int(400 * (args.seconds + args.warmup) / args.overlap) + 100
             project, tokens = make_project(
                 f"bench-{run_id}-c{clients}", tasks, args.overlap, clients
             )
             settle_database()
-            recorder, elapsed = uvloop.run(saturate(base, project.pk, tokens, args.seconds))
+            recorder, elapsed = uvloop.run(
+                saturate(base, project.pk, tokens, args.seconds, args.warmup)
+            )
             result = summarise(
                 f"saturation {clients} clients",
                 recorder,

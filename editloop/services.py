@@ -75,18 +75,22 @@ def postgres_running(data_dir: Path) -> bool:
 def ensure_embedded_postgres() -> str:
     """Start the embedded PostgreSQL if needed and return a URL to its database."""
     data_dir = postgres_dir()
-    if postgres_running(data_dir) and (data_dir / ".editloop-db-created").exists():
+    if postgres_running(data_dir) and (data_dir / ".editloop-db-v2").exists():
         return _postgres_uri(data_dir)
     with _file_lock(var_dir() / "postgres.lock"):
         import pgserver  # imported lazily: only machines without DATABASE_URL need it
 
         data_dir.mkdir(parents=True, exist_ok=True)
         server = pgserver.get_server(data_dir, cleanup_mode=None)  # starts it unless running
-        marker = data_dir / ".editloop-db-created"
+        marker = data_dir / ".editloop-db-v2"
         if not marker.exists():
             exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
             if "(1 row)" not in exists:
                 server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+            # The autovacuum launcher looks for work every 10 s instead of every minute: the
+            # queue's hot tables (see annotation migration 0002) must not wait a minute.
+            server.psql("ALTER SYSTEM SET autovacuum_naptime = '10s';")
+            server.psql("SELECT pg_reload_conf();")
             marker.write_text("yes\n")
     return _postgres_uri(data_dir)
 
