@@ -258,6 +258,13 @@ class Assignment(models.Model):
                 condition=Q(status="leased"),
                 name="assignment_open_leases",
             ),
+            # An annotator's own open leases (handed back after a reload): without it the
+            # lookup walks every open lease of every annotator.
+            models.Index(
+                fields=["annotator", "expires_at"],
+                condition=Q(status="leased"),
+                name="assignment_my_open_leases",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -10,13 +10,10 @@ from django.db import migrations
 
 HOT_TABLES = ("annotation_edittask", "annotation_assignment")
 SETTINGS = (
-    "autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 200, "
-    "autovacuum_analyze_scale_factor = 0.05, autovacuum_vacuum_cost_delay = 0"
+    "autovacuum_vacuum_scale_factor = 0.05, autovacuum_vacuum_threshold = 500, "
+    "autovacuum_analyze_scale_factor = 0.05"
 )
-RESET = (
-    "autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold, "
-    "autovacuum_analyze_scale_factor, autovacuum_vacuum_cost_delay"
-)
+RESET = "autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold, autovacuum_analyze_scale_factor"
 
 
 class Migration(migrations.Migration):
