@@ -12,6 +12,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from django.contrib.auth.models import User
@@ -143,13 +144,20 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+def wait_for_path(page: Page, path: str) -> None:
+    # Compare paths: the login page's own URL ends with "?next=<path>" and would match a glob.
+    page.wait_for_url(lambda url: urlparse(url).path == path)
+
+
 def log_in_with_keyboard(page: Page, next_path: str) -> None:
     page.goto(f"/accounts/login/?next={next_path}")
-    page.keyboard.type("annotator")  # the username field has autofocus
+    # autofocus lands after load: typing before it would lose the first keys
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'id_username'")
+    page.keyboard.type("annotator")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
-    page.wait_for_url(f"**{next_path}")
+    wait_for_path(page, next_path)
 
 
 def log_in(page: Page, next_path: str) -> None:
@@ -157,7 +165,7 @@ def log_in(page: Page, next_path: str) -> None:
     page.fill("#id_username", "annotator")
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url(f"**{next_path}")
+    wait_for_path(page, next_path)
 
 
 def assignment_on_screen(page: Page) -> Assignment:
@@ -407,7 +415,7 @@ def test_the_queue_lists_my_projects_and_opens_the_annotation_page(
     ranking_row = rows.filter(has_text=ranking_project.name)
     expect(ranking_row).to_contain_text("0 judged by you · 2 open for you")
     ranking_row.get_by_role("link", name="Start annotating").click()
-    page.wait_for_url(f"**/projects/{ranking_project.pk}/annotate/")
+    wait_for_path(page, f"/projects/{ranking_project.pk}/annotate/")
     expect(page.locator("#instruction")).not_to_be_empty()
     outsider_page = page.goto(
         f"/projects/{Project.objects.get(name__startswith='Someone').pk}/annotate/"
