@@ -171,7 +171,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, workers: int, worker_class: str, threads: int) -> subprocess.Popen:
+def start_server(
+    port: int, workers: int, worker_class: str, threads: int, keep_alive: int
+) -> subprocess.Popen:
     command = [
         sys.executable,
         "-m",
@@ -185,6 +187,8 @@ def start_server(port: int, workers: int, worker_class: str, threads: int) -> su
         worker_class,
         "--threads",
         str(threads),
+        "--keep-alive",
+        str(keep_alive),
         "--backlog",
         "2048",
         "--log-level",
@@ -465,6 +469,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--worker-class", default="gthread")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keep-alive", type=int, default=2, help="gunicorn keep-alive (s)")
     parser.add_argument("--overlap", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="10 s phases, for a smoke run")
     parser.add_argument("--skip-open", action="store_true")
@@ -477,7 +482,7 @@ def main() -> None:
     run_id = time.strftime("%Y%m%d-%H%M%S")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = start_server(port, args.workers, args.worker_class, args.threads)
+    server = start_server(port, args.workers, args.worker_class, args.threads, args.keep_alive)
     results = []
     try:
         for clients in args.clients:
