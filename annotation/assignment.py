@@ -25,7 +25,7 @@ from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 
-from annotation.models import Assignment, Project
+from annotation.models import Assignment, Project, image_url
 
 MAX_CANDIDATE_TRIES = 8
 
@@ -178,7 +178,7 @@ class ShownImage:
 
     @property
     def url(self) -> str:
-        return f"/images/{self.sha256}/"
+        return image_url(self.sha256)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,11 @@ def default_aspects() -> list[dict]:
     return [dict(aspect) for aspect in DEFAULT_ASPECTS]
 
 
+def image_url(sha256: str) -> str:
+    """Where an image's original bytes are served (members only, see annotation/media.py)."""
+    return f"/images/{sha256}/"
+
+
 class Image(models.Model):
     """An image file stored once by the sha256 of its bytes."""
 
@@ -53,11 +58,11 @@ class Image(models.Model):
 
     @property
     def url(self) -> str:
-        return f"/images/{self.sha256}/"
+        return image_url(self.sha256)
 
     @property
     def thumbnail_url(self) -> str:
-        return f"/images/{self.sha256}/thumb/"
+        return f"{self.url}thumb/"
 
 
 class Project(models.Model):
@@ -215,16 +220,6 @@ class Variant(models.Model):
         return f"variant {self.pk} of task {self.task_id}"
 
 
-class AssignmentQuerySet(models.QuerySet):
-    def holding_a_slot(self, now=None) -> AssignmentQuerySet:  # noqa: ANN001
-        """Submitted judgements and leases still running take one of a task's k slots."""
-        now = now or timezone.now()
-        return self.filter(
-            Q(status=Assignment.Status.SUBMITTED)
-            | Q(status=Assignment.Status.LEASED, expires_at__gt=now)
-        )
-
-
 class Assignment(models.Model):
     class Status(models.TextChoices):
         LEASED = "leased"
@@ -240,8 +235,6 @@ class Assignment(models.Model):
     display_order = models.JSONField(help_text="Variant ids in the order they were shown.")
     skip_reason = models.CharField(max_length=500, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-
-    objects = AssignmentQuerySet.as_manager()
 
     class Meta:
         constraints = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import User
-from django.db.models import Aggregate, Count, F, FloatField, Q
+from django.db.models import Aggregate, Count, Exists, F, FloatField, OuterRef, Q
 from django.utils import timezone
 
 from annotation.models import Assignment, Judgement, Project
@@ -16,17 +16,19 @@ class Median(Aggregate):
 
 
 def progress_for_annotator(project: Project, user: User) -> dict:
-    regular = project.tasks.filter(is_gold=False)
-    mine = Assignment.objects.filter(task__project=project, annotator=user)
-    return {
-        "tasks": regular.count(),
-        "complete": regular.filter(judgement_count__gte=project.overlap).count(),
-        "judged_by_me": mine.filter(status=Assignment.Status.SUBMITTED).count(),
-        "skipped_by_me": mine.filter(status=Assignment.Status.SKIPPED).count(),
-        "open_for_me": regular.filter(judgement_count__lt=project.overlap)
-        .exclude(assignments__annotator=user)
-        .count(),
-    }
+    """The caller's figures for one project, in two queries (the queue page shows many)."""
+    had_it = Exists(Assignment.objects.filter(task=OuterRef("pk"), annotator=user))
+    open_task = Q(judgement_count__lt=project.overlap)
+    tasks = project.tasks.filter(is_gold=False).aggregate(
+        tasks=Count("pk"),
+        complete=Count("pk", filter=~open_task),
+        open_for_me=Count("pk", filter=open_task & ~Q(had_it)),
+    )
+    mine = Assignment.objects.filter(task__project=project, annotator=user).aggregate(
+        judged_by_me=Count("pk", filter=Q(status=Assignment.Status.SUBMITTED)),
+        skipped_by_me=Count("pk", filter=Q(status=Assignment.Status.SKIPPED)),
+    )
+    return {**tasks, **mine}
 
 
 def project_stats(project: Project) -> dict:
