@@ -4,7 +4,8 @@ Rules (DESIGN.md, "Assignment"):
 - each regular task is judged by ``project.overlap`` distinct annotators; a slot is held
   by a submitted judgement or by a lease that has not expired;
 - never the same annotator twice on one task (also a unique constraint);
-- highest priority first, then fewest judgements, then oldest;
+- highest priority first, then (active learning) the tasks the reward model is least
+  sure about, then fewest judgements, then oldest;
 - gold tasks are served at the project's gold rate, to every annotator once;
 - variants are shown in a fresh random order per assignment, and that order is stored.
 
@@ -46,7 +47,7 @@ WHERE t.project_id = %(project)s
                     OR (a.status = 'leased' AND a.expires_at > %(now)s)) < %(overlap)s)
       FROM annotation_assignment a
       WHERE a.task_id = t.id)
-ORDER BY t.priority DESC, t.judgement_count ASC, t.id ASC
+ORDER BY t.priority DESC, t.model_priority DESC, t.judgement_count ASC, t.id ASC
 LIMIT 1
 FOR UPDATE OF t SKIP LOCKED
 """

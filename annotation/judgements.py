@@ -202,10 +202,11 @@ def _clean_timings(raw: object, errors: _Errors) -> dict[str, int | None]:
 
 
 def submit_judgement(
-    assignment_id: int, annotator: User, payload: object
+    assignment_id: int, annotator: User, payload: object, *, simulated: bool = False
 ) -> tuple[Judgement, bool]:
     """Save the judgement; returns (judgement, created). Raises Assignment.DoesNotExist for
-    an assignment that is not the annotator's, JudgementInvalid, or JudgementConflict."""
+    an assignment that is not the annotator's, JudgementInvalid, or JudgementConflict.
+    ``simulated`` marks judgements made by evaluation/simulated.py's annotators."""
     client_id = parse_client_id(payload)
     try:
         with transaction.atomic():
@@ -219,7 +220,7 @@ def submit_judgement(
             project = assignment.task.project
             clean = clean_judgement(payload, assignment.display_order, project.aspect_keys)
             _check_lease_can_take_judgement(assignment)
-            return _save(assignment, clean), True
+            return _save(assignment, clean, simulated), True
     except IntegrityError as error:
         # The assignment row is locked, so the only unique value that can clash is a
         # client_id the caller already used for another assignment.
@@ -256,9 +257,9 @@ _SAVE_SQL = """
 WITH judgement AS (
     INSERT INTO annotation_judgement
         (assignment_id, client_id, ranking, unsure, scores, notes,
-         ranking_ms, scoring_ms, total_ms, created_at)
+         ranking_ms, scoring_ms, total_ms, simulated, created_at)
     VALUES (%(assignment)s, %(client_id)s, %(ranking)s, %(unsure)s, %(scores)s, %(notes)s,
-            %(ranking_ms)s, %(scoring_ms)s, %(total_ms)s, %(now)s)
+            %(ranking_ms)s, %(scoring_ms)s, %(total_ms)s, %(simulated)s, %(now)s)
     RETURNING id
 ), score_rows AS (
     INSERT INTO annotation_aspectscore (judgement_id, variant_id, aspect, value)
@@ -276,7 +277,7 @@ RETURNING (SELECT id FROM judgement)
 """
 
 
-def _save(assignment: Assignment, clean: CleanJudgement) -> Judgement:
+def _save(assignment: Assignment, clean: CleanJudgement, simulated: bool) -> Judgement:
     now = timezone.now()
     rows = [
         (int(variant), aspect, value)
@@ -298,6 +299,7 @@ def _save(assignment: Assignment, clean: CleanJudgement) -> Judgement:
                 "ranking_ms": clean.timings_ms.get("ranking"),
                 "scoring_ms": clean.timings_ms.get("scoring"),
                 "total_ms": clean.timings_ms.get("total"),
+                "simulated": simulated,
                 "now": now,
                 "variant_ids": variant_ids,
                 "aspects": aspects,
@@ -315,6 +317,7 @@ def _save(assignment: Assignment, clean: CleanJudgement) -> Judgement:
         unsure=clean.unsure,
         scores=clean.scores,
         notes=clean.notes,
+        simulated=simulated,
         created_at=now,
     )
 

@@ -83,6 +83,16 @@ class Project(models.Model):
     )
     val_fraction = models.FloatField(default=0.1)
     test_fraction = models.FloatField(default=0.1)
+    retrain_min_new_judgements = models.PositiveIntegerField(
+        default=50,
+        help_text="The scheduled check retrains the reward model once this many judgements "
+        "arrived since its last version.",
+    )
+    active_learning = models.BooleanField(
+        default=False,
+        help_text="Serve first the tasks whose variants the active reward model cannot tell "
+        "apart (after priority).",
+    )
     members = models.ManyToManyField(User, through="Membership", related_name="projects")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -173,6 +183,9 @@ class EditTask(models.Model):
     category = models.CharField(max_length=12, choices=[(c, c) for c in CATEGORIES])
     split = models.CharField(max_length=5, choices=Split.choices)
     priority = models.IntegerField(default=0)
+    # 0-100, how little the active reward model can tell this task's variants apart; set
+    # by reward scoring when the project uses active learning, 0 otherwise.
+    model_priority = models.PositiveSmallIntegerField(default=0)
     is_gold = models.BooleanField(default=False)
     gold_ranking = models.JSONField(
         null=True, blank=True, help_text="Known best→worst tiers of variant ids."
@@ -191,9 +204,17 @@ class EditTask(models.Model):
             )
         ]
         indexes = [
-            # The queue: highest priority, then fewest judgements, then oldest.
+            # The queue: highest priority, then the reward model's doubt (active learning),
+            # then fewest judgements, then oldest.
             models.Index(
-                fields=["project", "is_gold", "-priority", "judgement_count", "id"],
+                fields=[
+                    "project",
+                    "is_gold",
+                    "-priority",
+                    "-model_priority",
+                    "judgement_count",
+                    "id",
+                ],
                 name="task_queue_order",
             ),
         ]
@@ -280,6 +301,9 @@ class Judgement(models.Model):
     ranking_ms = models.PositiveIntegerField(null=True, blank=True)
     scoring_ms = models.PositiveIntegerField(null=True, blank=True)
     total_ms = models.PositiveIntegerField(null=True, blank=True)
+    simulated = models.BooleanField(
+        default=False, help_text="Made by a simulated annotator (evaluation/simulated.py)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

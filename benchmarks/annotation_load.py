@@ -42,6 +42,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "editloop.settings")
 
 import aiohttp  # noqa: E402
 import django  # noqa: E402
+import psutil  # noqa: E402
 import uvloop  # noqa: E402  (a lighter event loop: the load generator shares the 2 cores)
 
 django.setup()
@@ -178,6 +179,8 @@ def start_server(
         sys.executable,
         "-m",
         "gunicorn",
+        "-c",
+        "python:editloop.gunicorn_conf",
         "editloop.wsgi",
         "--bind",
         f"127.0.0.1:{port}",
@@ -361,6 +364,35 @@ async def open_loop(
     return recorder, arrivals_ended - started, dropped
 
 
+# --- where the CPU goes ----------------------------------------------------------------------
+
+
+def cpu_seconds(server: subprocess.Popen) -> dict[str, float]:
+    """CPU time (user + system) so far of the web server, Postgres and this load generator."""
+    totals = {"server": 0.0, "postgres": 0.0, "load_generator": 0.0}
+    master = psutil.Process(server.pid)
+    for process in [master, *master.children(recursive=True)]:
+        totals["server"] += _cpu(process)
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == "postgres":
+            totals["postgres"] += _cpu(process)
+    totals["load_generator"] = _cpu(psutil.Process())
+    return totals
+
+
+def _cpu(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return times.user + times.system
+
+
+def cpu_share(before: dict[str, float], after: dict[str, float], elapsed: float) -> dict:
+    """Cores used by each party during a phase (2.0 = both cores of this machine)."""
+    return {name: round((after[name] - before[name]) / elapsed, 2) for name in before}
+
+
 # --- reporting ---------------------------------------------------------------------------------
 
 
@@ -401,7 +433,7 @@ def print_row(result: dict) -> None:
         f"{result['phase']:<28} {result['cycles_per_s']:>8} cycles/s | next p50/p95/p99 "
         f"{n.get('p50_ms')}/{n.get('p95_ms')}/{n.get('p99_ms')} ms | judgement "
         f"{j.get('p50_ms')}/{j.get('p95_ms')}/{j.get('p99_ms')} ms | errors {result['errors']} | "
-        f"db {result['database']}",
+        f"db {result['database']} | cores {result.get('cores_used')}",
         flush=True,
     )
 
@@ -466,10 +498,10 @@ def main() -> None:
     parser.add_argument(
         "--pause", type=float, default=4.0, help="mean pause between an annotator's tasks (s)"
     )
-    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--worker-class", default="gthread")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--keep-alive", type=int, default=2, help="gunicorn keep-alive (s)")
+    parser.add_argument("--keep-alive", type=int, default=30, help="gunicorn keep-alive (s)")
     parser.add_argument("--overlap", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="10 s phases, for a smoke run")
     parser.add_argument("--skip-open", action="store_true")
@@ -492,8 +524,12 @@ def main() -> None:
                 f"bench-{run_id}-c{clients}", tasks, args.overlap, clients
             )
             settle_database()
+            cpu_before, wall_before = cpu_seconds(server), time.perf_counter()
             recorder, elapsed = uvloop.run(
                 saturate(base, project.pk, tokens, args.seconds, args.warmup)
+            )
+            cores = cpu_share(
+                cpu_before, cpu_seconds(server), time.perf_counter() - wall_before
             )
             result = summarise(
                 f"saturation {clients} clients",
@@ -501,6 +537,7 @@ def main() -> None:
                 elapsed,
                 check_database(project, recorder.accepted),
                 clients=clients,
+                cores_used=cores,
             )
             print_row(result)
             results.append(result)
@@ -509,8 +546,12 @@ def main() -> None:
             tasks = int(args.rate * args.open_seconds * 1.2 / args.overlap) + 100
             project, tokens = make_project(f"bench-{run_id}-open", tasks, args.overlap, pool)
             settle_database()
+            cpu_before, wall_before = cpu_seconds(server), time.perf_counter()
             recorder, elapsed, dropped = uvloop.run(
                 open_loop(base, project.pk, tokens, args.rate, args.open_seconds, args.pause)
+            )
+            cores = cpu_share(
+                cpu_before, cpu_seconds(server), time.perf_counter() - wall_before
             )
             result = summarise(
                 f"open loop {args.rate:g}/s",
@@ -519,6 +560,7 @@ def main() -> None:
                 check_database(project, recorder.accepted),
                 annotators=pool,
                 arrivals_without_free_annotator=dropped,
+                cores_used=cores,
             )
             print_row(result)
             results.append(result)
