@@ -164,8 +164,17 @@ class AspectScoreInline(admin.TabularInline):
 
 @admin.register(Judgement)
 class JudgementAdmin(ReadOnlyAdmin):
-    list_display = ["id", "annotator", "task", "ranking", "unsure", "total_ms", "created_at"]
-    list_filter = ["unsure", "assignment__task__project"]
+    list_display = [
+        "id",
+        "annotator",
+        "task",
+        "ranking",
+        "unsure",
+        "simulated",
+        "total_ms",
+        "created_at",
+    ]
+    list_filter = ["simulated", "unsure", "assignment__task__project"]
     list_select_related = ["assignment__annotator", "assignment__task"]
     search_fields = ["assignment__annotator__username", "client_id"]
     inlines = [AspectScoreInline]

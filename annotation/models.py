@@ -123,7 +123,7 @@ class Project(models.Model):
 
     def split_for(self, image_sha256: str) -> str:
         """Split fixed by the source image's hash: one photo never sits in two splits."""
-        bucket = int(hashlib.sha256(image_sha256.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        bucket = split_bucket(image_sha256)
         if bucket < self.test_fraction:
             return EditTask.Split.TEST
         if bucket < self.test_fraction + self.val_fraction:
@@ -137,6 +137,11 @@ class Project(models.Model):
         if not user.is_authenticated:
             return None
         return self.memberships.filter(user=user).values_list("role", flat=True).first()
+
+
+def split_bucket(image_sha256: str) -> float:
+    """A photo's fixed place in [0, 1]: below test_fraction is test, then val, then train."""
+    return int(hashlib.sha256(image_sha256.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
 def validate_aspects(aspects: object) -> None:

@@ -46,6 +46,8 @@ class ProjectSerializer(serializers.ModelSerializer):
             "gold_rate",
             "val_fraction",
             "test_fraction",
+            "retrain_min_new_judgements",
+            "active_learning",
             "role",
             "created_at",
         ]

@@ -38,7 +38,9 @@ def main() -> int:
         started_services = start_services()
         run_manage("migrate", "--noinput", "-v", "0")
         run_manage("collectstatic", "--noinput", "-v", "0")
-        run_manage("seed_demo")
+        run_manage(
+            "seed_demo", "--simulated", os.environ.get("DEMO_SIMULATED_JUDGEMENTS", "240")
+        )
         children = start_processes(host, port)
         print_welcome(host, port)
         wait_for_any_exit(children)
@@ -82,15 +84,11 @@ def start_processes(host: str, port: str) -> list[subprocess.Popen]:
             PYTHON,
             "-m",
             "gunicorn",
-            "editloop.wsgi",
+            "-c",
+            "python:editloop.gunicorn_conf",
             "--bind",
             f"{host}:{port}",
-            "--workers",
-            os.environ.get("WEB_WORKERS", "3"),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "2",
+            *(["--workers", os.environ["WEB_WORKERS"]] if os.environ.get("WEB_WORKERS") else []),
             "--access-logfile",
             "-",
         ],

@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_celery_results",
     "annotation",
+    "rewards",
 ]
 
 MIDDLEWARE = [
@@ -225,12 +226,36 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Training and generation go to the `gpu` queue (a worker on the GPU machine consumes it).
+CELERY_TASK_ROUTES = {
+    "rewards.retrain": {"queue": "gpu"},
+    "rewards.score_variants": {"queue": "gpu"},
+}
+# Schedules are copied into django-celery-beat's tables on start: edit them in the admin.
 CELERY_BEAT_SCHEDULE = {
     "expire-stale-leases": {
         "task": "annotation.expire_leases",
         "schedule": timedelta(minutes=1),
     },
+    "retrain-reward-models-when-due": {
+        "task": "rewards.retrain_when_due",
+        "schedule": timedelta(minutes=env_int("REWARD_CHECK_MINUTES", 5)),
+    },
+    "requeue-stalled-reward-runs": {
+        "task": "rewards.requeue_stalled_runs",
+        "schedule": timedelta(minutes=1),
+    },
 }
+
+# A running job whose heartbeat is older than this is taken for dead (killed worker).
+JOB_HEARTBEAT_TIMEOUT_SECONDS = env_int("JOB_HEARTBEAT_TIMEOUT_SECONDS", 120)
+# Reward-model versions, their checkpoints and the frozen-feature cache live here.
+REWARD_MODEL_ROOT = MODEL_ROOT / "rewards"
+# `tiny` (random init, for tests and the demo) or the path of a local BLIP checkpoint.
+REWARD_BASE = env_str("REWARD_BASE", "tiny")
+# Below these a retrain ends `skipped` and says how many judgements it needs.
+REWARD_MIN_TRAIN_JUDGEMENTS = env_int("REWARD_MIN_TRAIN_JUDGEMENTS", 20)
+REWARD_MIN_VAL_JUDGEMENTS = env_int("REWARD_MIN_VAL_JUDGEMENTS", 3)
 
 LOGGING = {
     "version": 1,

@@ -1,5 +1,6 @@
 """Demo accounts and projects built from real photos and the offline procedural editor."""
 
+import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -9,11 +10,14 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from annotation.importers import import_directory
-from annotation.models import Membership, Project
+from annotation.models import Judgement, Membership, Project, split_bucket
 from editloop.demo import ADMIN, ANNOTATORS, DEMO_PASSWORD
 
 RANKING_PROJECT = "Demo: procedural edits (rank 4)"
 PAIRWISE_PROJECT = "Demo: procedural edits (A/B)"
+REWARD_PROJECT = "Demo: reward loop (simulated annotators)"
+REWARD_TASKS = 64
+SIMULATED_ANNOTATORS = 4
 GUIDELINES = """Rank the edits best to worst for the instruction, then score each on the three
 aspects from 0 (fails completely) to 5 (perfect).
 
@@ -26,9 +30,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--tasks", type=int, default=24)
+        parser.add_argument(
+            "--simulated",
+            type=int,
+            default=0,
+            help="pre-fill the reward-loop project with up to this many simulated judgements",
+        )
 
-    def handle(self, *args, tasks: int, **options) -> None:
+    def handle(self, *args, tasks: int, simulated: int, **options) -> None:
         users = self._accounts()
+        self._reward_project(users, simulated)
         projects = [(RANKING_PROJECT, "ranking"), (PAIRWISE_PROJECT, "pairwise")]
         if all(
             Project.objects.filter(name=name, tasks__isnull=False).exists() for name, _ in projects
@@ -70,6 +81,66 @@ class Command(BaseCommand):
             return
         result = import_directory(project, manifest)
         self.stdout.write(f"{name!r}: imported {result.tasks} tasks, {result.variants} variants.")
+
+
+    def _reward_project(self, users: list[User], simulated: int) -> None:
+        """More tasks and a higher overlap, so simulated annotators can give the first
+        reward-model retrain a few hundred judgements and still leave a slot for people."""
+        project = Project.objects.filter(name=REWARD_PROJECT).first()
+        if project is None:
+            with tempfile.TemporaryDirectory() as directory:
+                from training.procedural import build_demo_manifest
+
+                self.stdout.write(f"Rendering {REWARD_TASKS} tasks for the reward-loop project…")
+                manifest = build_demo_manifest(Path(directory), n_tasks=REWARD_TASKS, seed=1)
+                val, test = split_fractions_with_every_split(manifest)
+                with transaction.atomic():
+                    project = Project.objects.create(
+                        name=REWARD_PROJECT,
+                        overlap=SIMULATED_ANNOTATORS + 1,
+                        guidelines=GUIDELINES,
+                        val_fraction=val,
+                        test_fraction=test,
+                        retrain_min_new_judgements=50,
+                    )
+                    self._members(project, users)
+                    result = import_directory(project, manifest)
+                self.stdout.write(f"{REWARD_PROJECT!r}: imported {result.tasks} tasks.")
+        self._members(project, users)
+        missing = simulated - Judgement.objects.filter(
+            assignment__task__project=project, simulated=True
+        ).count()
+        if missing > 0:
+            from evaluation.simulated import fill_with_simulated_judgements
+
+            made = fill_with_simulated_judgements(
+                project, missing, annotators=SIMULATED_ANNOTATORS, seed=1
+            )
+            self.stdout.write(f"{REWARD_PROJECT!r}: {made} simulated judgements added.")
+
+    def _members(self, project: Project, users: list[User]) -> None:
+        admin, *annotators = users
+        Membership.objects.get_or_create(
+            project=project, user=admin, defaults={"role": Membership.Role.MANAGER}
+        )
+        for user in annotators:
+            Membership.objects.get_or_create(project=project, user=user)
+
+
+def split_fractions_with_every_split(manifest: Path) -> tuple[float, float]:
+    """val and test fractions that put at least one of the manifest's source photos in each
+    split (the demo has only a handful of photos, and the split is fixed by their hashes)."""
+    buckets = sorted(
+        {
+            split_bucket(hashlib.sha256((manifest.parent / line["source"]).read_bytes()).hexdigest())
+            for line in map(json.loads, manifest.read_text().splitlines())
+        }
+    )
+    if len(buckets) < 3:
+        return 0.1, 0.1
+    test = min(buckets[0] + 0.01, 0.5)
+    val = min(buckets[1] + 0.01, 0.75) - test
+    return round(val, 4), round(test, 4)
 
 
 def _user(username: str, *, is_staff: bool = False) -> User:

@@ -1,0 +1,319 @@
+"""Admin pages of the reward loop: runs with progress bars and loss curves, versions with
+their metrics plotted against the human ceiling, promote and roll back."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from annotation.admin import ProjectAdmin
+from editloop import charts
+from rewards import scheduling
+from rewards.models import RewardModelVersion, RewardTrainingRun, VariantScore
+
+
+def progress_bar(fraction: float, status: str) -> str:
+    colour = {"failed": "#c23b3b", "cancelled": "#8a9099", "skipped": "#8a9099"}.get(
+        status, "#3b6fd4"
+    )
+    return format_html(
+        '<div title="{}%" style="width:140px;background:#e6e9ee;border-radius:3px">'
+        '<div style="width:{}%;background:{};height:10px;border-radius:3px"></div></div>'
+        "<small>{}% · {}</small>",
+        round(100 * fraction),
+        round(100 * fraction, 1),
+        colour,
+        round(100 * fraction),
+        status,
+    )
+
+
+def loss_chart(run: RewardTrainingRun) -> str:
+    curve = [(point["step"], point["loss"]) for point in run.loss_curve if point.get("loss")]
+    series = [charts.Series("training loss", curve)]
+    val = [(p["step"], p["accuracy"]) for p in run.val_curve if p.get("accuracy") is not None]
+    chart = charts.Chart(f"Run {run.pk}: loss", "step", "loss", series)
+    svg = charts.render(chart)
+    if val:
+        svg += charts.render(
+            charts.Chart(
+                "Validation pairwise accuracy",
+                "step",
+                "accuracy",
+                [charts.Series("val accuracy", val)],
+                y_range=(0.0, 1.0),
+            )
+        )
+    return svg
+
+
+def versions_chart(versions: list[RewardModelVersion], title: str) -> str:
+    """Each version's test and val pairwise accuracy beside the human ceiling."""
+    ordered = sorted(versions, key=lambda v: v.number)
+
+    def metric(split: str, key: str) -> list[tuple[float, float]]:
+        found = []
+        for version in ordered:
+            values = version.metrics.get(split, {})
+            value = values.get(key) if key != "ceiling" else _ceiling(values)
+            if value is not None:
+                found.append((version.number, value))
+        return found
+
+    series = [
+        charts.Series("test accuracy", metric("test", "pairwise_accuracy")),
+        charts.Series("val accuracy", metric("val", "pairwise_accuracy")),
+        charts.Series("human ceiling (test)", metric("test", "ceiling"), dashed=True),
+        charts.Series("test ROC-AUC", metric("test", "roc_auc")),
+    ]
+    return charts.render(
+        charts.Chart(title, "version", "pairwise accuracy / AUC", series, y_range=(0.0, 1.0))
+    )
+
+
+def _ceiling(split_metrics: dict) -> float | None:
+    ceiling = split_metrics.get("human_ceiling") or {}
+    return ceiling.get("pairwise_accuracy")
+
+
+class NoAddAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(RewardTrainingRun)
+class RewardTrainingRunAdmin(NoAddAdmin):
+    list_display = [
+        "id",
+        "project",
+        "progress_column",
+        "current_loss",
+        "trigger",
+        "version_link",
+        "message",
+        "created_at",
+    ]
+    list_filter = ["status", "project", "trigger"]
+    actions = ["cancel_runs"]
+    fields = [
+        "project",
+        "progress_column",
+        "live",
+        "message",
+        "curves",
+        "trigger",
+        "requested_by",
+        "base",
+        "heads",
+        "options",
+        "judgements_used",
+        "new_judgements",
+        "current_loss",
+        "version_link",
+        "attempts",
+        "created_at",
+        "started_at",
+        "heartbeat_at",
+        "finished_at",
+    ]
+    readonly_fields = [f for f in fields if f not in ("options",)] + ["options"]
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return request.method == "GET" and super().has_change_permission(request, obj)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("project", "version")
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_column(self, run: RewardTrainingRun) -> str:
+        return progress_bar(run.progress, run.status)
+
+    @admin.display(description="loss curve")
+    def curves(self, run: RewardTrainingRun) -> str:
+        return mark_safe(loss_chart(run))  # noqa: S308  (every label is escaped by charts)
+
+    @admin.display(description="")
+    def live(self, run: RewardTrainingRun) -> str:
+        if not run.is_active:
+            return ""
+        return mark_safe(  # noqa: S308  (constant markup)
+            "<small>refreshing every 3 s while the run is active</small>"
+            "<script>setTimeout(() => location.reload(), 3000)</script>"
+        )
+
+    @admin.display(description="version")
+    def version_link(self, run: RewardTrainingRun) -> str:
+        if run.version is None:
+            return "—"
+        url = reverse("admin:rewards_rewardmodelversion_change", args=[run.version_id])
+        return format_html('<a href="{}">{}</a>', url, run.version)
+
+    @admin.action(description="Cancel selected runs")
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        cancelled = [run.pk for run in queryset if run.is_active and run.request_cancel()]
+        self.message_user(request, f"asked {len(cancelled)} run(s) to stop: {cancelled}")
+
+
+@admin.register(RewardModelVersion)
+class RewardModelVersionAdmin(NoAddAdmin):
+    list_display = [
+        "__str__",
+        "status",
+        "test_accuracy",
+        "human_ceiling",
+        "test_auc",
+        "judgement_total",
+        "created_at",
+    ]
+    list_filter = ["project", "status"]
+    actions = ["promote", "roll_back"]
+    readonly_fields = [
+        "project",
+        "number",
+        "status",
+        "base",
+        "heads",
+        "is_random_init",
+        "directory",
+        "metrics_table",
+        "config",
+        "dataset_hash",
+        "judgement_total",
+        "parent",
+        "created_at",
+        "promoted_at",
+    ]
+    exclude = ["judgement_ids", "metrics"]
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return request.method == "GET" and super().has_change_permission(request, obj)
+
+    @admin.display(description="test pairwise acc.")
+    def test_accuracy(self, version: RewardModelVersion) -> str:
+        return _fmt(version.headline("test"))
+
+    @admin.display(description="human ceiling")
+    def human_ceiling(self, version: RewardModelVersion) -> str:
+        return _fmt(_ceiling(version.metrics.get("test", {})))
+
+    @admin.display(description="test ROC-AUC")
+    def test_auc(self, version: RewardModelVersion) -> str:
+        return _fmt(version.metrics.get("test", {}).get("roc_auc"))
+
+    @admin.display(description="judgements")
+    def judgement_total(self, version: RewardModelVersion) -> int:
+        return len(version.judgement_ids)
+
+    @admin.display(description="metrics")
+    def metrics_table(self, version: RewardModelVersion) -> str:
+        return mark_safe(_metrics_html(version.metrics))  # noqa: S308  (values escaped)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):  # noqa: ANN201
+        response = super().changelist_view(request, extra_context)
+        if isinstance(response, TemplateResponse) and "cl" in response.context_data:
+            versions = list(response.context_data["cl"].queryset.select_related("project"))
+            response.context_data["charts"] = _charts_per_project(versions)
+        return response
+
+    @admin.action(description="Promote to active")
+    def promote(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "choose exactly one version", messages.ERROR)
+            return
+        version = queryset.get()
+        version.promote()
+        self.message_user(request, f"{version} is now active")
+
+    @admin.action(description="Roll back (reactivate the previous version)")
+    def roll_back(self, request: HttpRequest, queryset: QuerySet) -> None:
+        version = queryset.first()
+        if queryset.count() != 1 or not version.is_active:
+            self.message_user(request, "choose the one active version", messages.ERROR)
+            return
+        previous = version.roll_back()
+        self.message_user(request, f"{version} retired; active now: {previous or 'none'}")
+
+
+def _charts_per_project(versions: list[RewardModelVersion]) -> list[str]:
+    by_project: dict[str, list[RewardModelVersion]] = {}
+    for version in versions:
+        by_project.setdefault(str(version.project), []).append(version)
+    return [
+        mark_safe(versions_chart(found, f"{name}: reward model versions"))  # noqa: S308
+        for name, found in by_project.items()
+    ]
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _metrics_html(metrics: dict) -> str:
+    rows = []
+    for split in ("val", "test"):
+        values = metrics.get(split)
+        if not values:
+            continue
+        ceiling = values.get("human_ceiling") or {}
+        for key, value in values.items():
+            if key == "human_ceiling" or isinstance(value, dict | list):
+                continue
+            rows.append(
+                format_html(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    split,
+                    key,
+                    _fmt(value) if isinstance(value, float) else value,
+                    _fmt(ceiling.get(key)) if isinstance(ceiling.get(key), float) else "",
+                )
+            )
+    versus = metrics.get("versus_active")
+    if versus:
+        rows.append(
+            format_html(
+                "<tr><td colspan=4>against v{} on the same {} test judgements: "
+                "this {} vs active {}</td></tr>",
+                versus["against_version"],
+                versus["items"],
+                _fmt(versus["candidate"]),
+                _fmt(versus["active"]),
+            )
+        )
+    header = "<tr><th>split</th><th>metric</th><th>model</th><th>human ceiling</th></tr>"
+    return f"<table>{header}{''.join(rows)}</table>"
+
+
+@admin.register(VariantScore)
+class VariantScoreAdmin(NoAddAdmin):
+    list_display = ["variant", "version", "overall", "aspects"]
+    list_filter = ["version"]
+    readonly_fields = ["variant", "version", "overall", "aspects", "created_at"]
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return request.method == "GET" and super().has_change_permission(request, obj)
+
+
+@admin.action(description="Retrain reward model now")
+def retrain_reward_model_now(modeladmin, request: HttpRequest, queryset: QuerySet) -> None:  # noqa: ANN001
+    """On the Projects page: a retrain per selected project (single flight per project)."""
+    for project in queryset:
+        try:
+            run = scheduling.request_retrain(
+                project, trigger=RewardTrainingRun.Trigger.ADMIN, user=request.user
+            )
+        except scheduling.RetrainAlreadyRunning as busy:
+            modeladmin.message_user(request, str(busy), messages.WARNING)
+            continue
+        url = reverse("admin:rewards_rewardtrainingrun_change", args=[run.pk])
+        modeladmin.message_user(
+            request,
+            format_html('Queued <a href="{}">reward run {}</a> for {}.', url, run.pk, project),
+        )
+
+
+ProjectAdmin.actions = [*(ProjectAdmin.actions or []), retrain_reward_model_now]

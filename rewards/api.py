@@ -1,0 +1,245 @@
+"""Reward-model endpoints of the API contract (DESIGN.md): retrain runs, versions, scoring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.permissions import get_project_for
+from rewards import scheduling
+from rewards.models import RewardModelVersion, RewardTrainingRun
+
+MAX_SCORE_IMAGES = 32
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+class RetrainSerializer(serializers.Serializer):
+    base = serializers.CharField(required=False)
+    heads = serializers.ChoiceField(choices=["coarse", "fine", "cbm"], required=False)
+    options = serializers.DictField(required=False)
+
+    def validate_base(self, value: str) -> str:
+        if value in ("tiny", settings.REWARD_BASE):
+            return value
+        if not self.context["request"].user.is_staff:
+            raise serializers.ValidationError(
+                f"only staff may name a checkpoint directory; use 'tiny' or '{settings.REWARD_BASE}'"
+            )
+        if not (Path(value) / "config.json").is_file():
+            raise serializers.ValidationError(f"{value} is not a BLIP directory (no config.json)")
+        return value
+
+    def validate_options(self, value: dict) -> dict:
+        from rewards.trainer import TrainConfig
+
+        allowed = set(TrainConfig.__dataclass_fields__)
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise serializers.ValidationError(
+                f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}"
+            )
+        try:
+            TrainConfig(**value).validate()
+        except (TypeError, ValueError) as error:
+            raise serializers.ValidationError(str(error)) from None
+        return value
+
+
+def version_payload(version: RewardModelVersion | None) -> dict | None:
+    if version is None:
+        return None
+    return {
+        "id": version.pk,
+        "number": version.number,
+        "active": version.is_active,
+        "status": version.status,
+        "base": version.base,
+        "heads": version.heads,
+        "tiny_random_init": version.is_random_init,
+        "judgements": len(version.judgement_ids),
+        "dataset_hash": version.dataset_hash,
+        "parent": version.parent_id,
+        "created_at": version.created_at,
+        "metrics": version.metrics,
+    }
+
+
+def run_payload(run: RewardTrainingRun) -> dict:
+    return {
+        "id": run.pk,
+        "project": run.project_id,
+        "status": run.status,
+        "progress": round(run.progress, 4),
+        "message": run.message,
+        "current_loss": run.current_loss,
+        "trigger": run.trigger,
+        "base": run.base,
+        "heads": run.heads,
+        "judgements_used": run.judgements_used,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "heartbeat_at": run.heartbeat_at,
+        "version": version_payload(run.version),
+    }
+
+
+def _run_for(request: Request, pk: int) -> RewardTrainingRun:
+    run = RewardTrainingRun.objects.select_related("version").filter(pk=pk).first()
+    if run is None:
+        raise Http404("no such reward run")
+    get_project_for(request.user, run.project_id, manager=True)
+    return run
+
+
+class RewardRunListView(APIView):
+    parser_classes = [JSONParser, FormParser]
+
+    @extend_schema(request=RetrainSerializer, responses={202: dict, 409: dict})
+    def post(self, request: Request, pk: int) -> Response:
+        project = get_project_for(request.user, pk, manager=True)
+        serializer = RetrainSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        try:
+            run = scheduling.request_retrain(
+                project, trigger=RewardTrainingRun.Trigger.API, user=request.user,
+                **serializer.validated_data,
+            )
+        except scheduling.RetrainAlreadyRunning as busy:
+            return Response(
+                {"detail": str(busy), "run": run_payload(busy.run)}, status=status.HTTP_409_CONFLICT
+            )
+        return Response(run_payload(run), status=status.HTTP_202_ACCEPTED)
+
+    def get(self, request: Request, pk: int) -> Response:
+        project = get_project_for(request.user, pk, manager=True)
+        found = project.reward_runs.select_related("version")[:50]
+        return Response([run_payload(run) for run in found])
+
+
+class RewardRunView(APIView):
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(run_payload(_run_for(request, pk)))
+
+
+class RewardRunCancelView(APIView):
+    def post(self, request: Request, pk: int) -> Response:
+        run = _run_for(request, pk)
+        if run.is_finished:
+            return Response(
+                {"detail": f"the run already ended ({run.status})"}, status=status.HTTP_409_CONFLICT
+            )
+        run.request_cancel()
+        return Response(run_payload(run), status=status.HTTP_202_ACCEPTED)
+
+
+class RewardModelListView(APIView):
+    def get(self, request: Request, pk: int) -> Response:
+        project = get_project_for(request.user, pk, manager=True)
+        versions = list(project.reward_models.all())
+        active = next((v for v in versions if v.is_active), None)
+        return Response(
+            {
+                "active": active.pk if active else None,
+                "versions": [version_payload(v) for v in versions],
+            }
+        )
+
+
+class ScoreSerializer(serializers.Serializer):
+    instruction = serializers.CharField(max_length=2000)
+    source = serializers.ImageField()
+    edited = serializers.ListField(child=serializers.ImageField(), min_length=1)
+
+
+class ScoreView(APIView):
+    """Score any edit with a reward-model version, as ImageReward's ``score()`` does."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {
+                    "instruction": {"type": "string"},
+                    "source": {"type": "string", "format": "binary"},
+                    "edited": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                },
+            }
+        },
+        responses={200: dict},
+    )
+    def post(self, request: Request, version: str) -> Response:
+        found = self._version(request, version)
+        data = {
+            "instruction": request.data.get("instruction"),
+            "source": request.FILES.get("source"),
+            "edited": request.FILES.getlist("edited"),
+        }
+        serializer = ScoreSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        if len(data["edited"]) > MAX_SCORE_IMAGES:
+            raise serializers.ValidationError(
+                {"edited": [f"{len(data['edited'])} images, at most {MAX_SCORE_IMAGES} a call"]}
+            )
+        source = _open("source", data["source"])
+        edited = [_open(f"edited[{n}]", upload) for n, upload in enumerate(data["edited"])]
+        results = score_with_version(found, data["instruction"], source, edited)
+        answer = {
+            "version": found.pk,
+            "version_number": found.number,
+            "tiny_random_init": found.is_random_init,
+            "results": results,
+        }
+        if len(results) == 1:
+            answer.update(results[0])
+        return Response(answer)
+
+    def _version(self, request: Request, version: str) -> RewardModelVersion:
+        if version == "active":
+            project_id = request.query_params.get("project")
+            if not project_id or not project_id.isdigit():
+                raise serializers.ValidationError({"project": ["give ?project=<id> with 'active'"]})
+            project = get_project_for(request.user, int(project_id), manager=True)
+            found = RewardModelVersion.active_for(project.pk)
+            if found is None:
+                raise Http404("the project has no active reward model yet")
+            return found
+        if not version.isdigit():
+            raise Http404("no such reward model")
+        found = RewardModelVersion.objects.filter(pk=int(version)).first()
+        if found is None:
+            raise Http404("no such reward model")
+        get_project_for(request.user, found.project_id, manager=True)
+        return found
+
+
+def _open(field: str, upload) -> PILImage.Image:  # noqa: ANN001
+    try:
+        image = PILImage.open(upload)
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            raise serializers.ValidationError({field: ["more than 40 million pixels"]})
+        image.load()
+    except (UnidentifiedImageError, OSError, PILImage.DecompressionBombError):
+        raise serializers.ValidationError({field: ["not a readable image"]}) from None
+    return image.convert("RGB")
+
+
+def score_with_version(
+    version: RewardModelVersion, instruction: str, source: PILImage.Image, edited: list
+) -> list[dict]:
+    from rewards.registry import loaded_model
+    from rewards.scoring import score_images
+
+    return score_images(loaded_model(version), source, edited, instruction)

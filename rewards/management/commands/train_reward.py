@@ -1,0 +1,76 @@
+"""``python manage.py train_reward PROJECT [--base tiny|PATH] [--heads fine]``"""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from annotation.models import Project
+from rewards import scheduling
+from rewards.models import RewardTrainingRun
+
+
+class Command(BaseCommand):
+    help = "Train a reward-model version from the project's judgements, here, with a progress bar."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("project", help="project id or exact name")
+        parser.add_argument("--base", help="'tiny' (random init) or a local BLIP directory")
+        parser.add_argument("--heads", choices=["coarse", "fine", "cbm"], default="fine")
+        parser.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="OPTION=VALUE",
+            help="training option, e.g. --set epochs=20 --set lr=3e-4 (JSON values)",
+        )
+
+    def handle(self, *args, project: str, base: str | None, heads: str, **options) -> None:
+        from rewards.runs import execute  # torch is imported only when training
+
+        found = _project(project)
+        try:
+            run = scheduling.request_retrain(
+                found,
+                trigger=RewardTrainingRun.Trigger.COMMAND,
+                base=base,
+                heads=heads,
+                options=_options(options["set"]),
+                enqueue=False,
+            )
+        except (scheduling.RetrainAlreadyRunning, ValueError) as error:
+            raise CommandError(str(error)) from None
+        with tqdm(total=100, unit="%", desc=f"reward run {run.pk}") as bar:
+
+            def show(fraction: float, message: str) -> None:
+                bar.update(round(100 * fraction) - bar.n)
+                bar.set_postfix_str(message[:60])
+
+            execute(run, on_progress=show)
+        run.refresh_from_db()
+        self.stdout.write(f"run {run.pk}: {run.status}. {run.message}")
+        if run.status != RewardTrainingRun.Status.SUCCEEDED:
+            raise CommandError(f"the run ended {run.status}")
+
+
+def _project(key: str) -> Project:
+    found = Project.objects.filter(pk=int(key)) if key.isdigit() else Project.objects.none()
+    found = found or Project.objects.filter(name=key)
+    if not found:
+        raise CommandError(f"no project {key!r} (give its id or exact name)")
+    return found.get()
+
+
+def _options(pairs: list[str]) -> dict:
+    options = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise CommandError(f"--set {pair!r}: write OPTION=VALUE")
+        try:
+            options[name] = json.loads(value)
+        except json.JSONDecodeError:
+            options[name] = value
+    return options

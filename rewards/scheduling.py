@@ -1,0 +1,108 @@
+"""Starting reward-model retrains: on request (admin, API, command) and on schedule.
+
+Light on purpose: the web server and beat import this, never torch. The work itself is
+in rewards/runs.py, which only the Celery worker (and ``manage.py train_reward``) loads.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from annotation.models import Project
+from rewards.models import RewardTrainingRun
+from rewards.selection import training_judgements
+
+
+class RetrainAlreadyRunning(Exception):
+    def __init__(self, run: RewardTrainingRun) -> None:
+        super().__init__(f"reward run {run.pk} of {run.project} is already {run.status}")
+        self.run = run
+
+
+def train_option_names() -> set[str]:
+    from rewards.trainer import TrainConfig
+
+    return set(TrainConfig.__dataclass_fields__)
+
+
+# --- starting a run --------------------------------------------------------------------------
+
+
+def request_retrain(
+    project: Project,
+    *,
+    trigger: str,
+    user=None,  # noqa: ANN001  (a User or None for the schedule)
+    base: str | None = None,
+    heads: str | None = None,
+    options: dict | None = None,
+    enqueue: bool = True,
+) -> RewardTrainingRun:
+    """Create a pending run and queue it once the transaction commits. Single flight: a
+    project with a pending or running retrain raises RetrainAlreadyRunning (the database
+    holds the rule, so two simultaneous requests cannot both get through)."""
+    options = options or {}
+    unknown = set(options) - train_option_names()
+    if unknown:
+        raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    try:
+        with transaction.atomic():
+            run = RewardTrainingRun.objects.create(
+                project=project,
+                trigger=trigger,
+                requested_by=user,
+                base=base or settings.REWARD_BASE,
+                heads=heads or "fine",
+                options=options,
+                new_judgements=new_judgements_since_last_version(project),
+            )
+    except IntegrityError:
+        active = RewardTrainingRun.objects.filter(
+            project=project, status__in=RewardTrainingRun.ACTIVE
+        ).first()
+        if active is None:
+            raise
+        raise RetrainAlreadyRunning(active) from None
+    if enqueue:
+        transaction.on_commit(lambda: _enqueue(run.pk))
+    return run
+
+
+def _enqueue(run_id: int) -> None:
+    from rewards.tasks import retrain
+
+    retrain.delay(run_id)
+
+
+def new_judgements_since_last_version(project: Project) -> int:
+    """Judgements newer than the newest judgement any version of the project was trained on."""
+    judgements = training_judgements(project)
+    seen = project.reward_models.aggregate(last=Max("config__last_judgement_id"))["last"]
+    if seen is not None:
+        judgements = judgements.filter(pk__gt=seen)
+    return judgements.count()
+
+
+def retrain_due_projects() -> list[RewardTrainingRun]:
+    """The scheduled check: a retrain for every project with at least its threshold of new
+    judgements and no retrain under way."""
+    started = []
+    for project in Project.objects.all():
+        if new_judgements_since_last_version(project) < project.retrain_min_new_judgements:
+            continue
+        try:
+            started.append(request_retrain(project, trigger=RewardTrainingRun.Trigger.SCHEDULE))
+        except RetrainAlreadyRunning:
+            continue
+    return started
+
+
+def requeue_stalled_runs() -> list[int]:
+    """Runs whose worker died (no heartbeat) go back to pending and are queued again; the
+    trainer resumes from the run's last checkpoint."""
+    requeued = [run.pk for run in RewardTrainingRun.stale() if run.requeue_if_stale()]
+    for run_id in requeued:
+        transaction.on_commit(lambda run_id=run_id: _enqueue(run_id))
+    return requeued
