@@ -149,3 +149,23 @@ def full_judgement(lease: dict, *, client_id: str = "6f1c2b1e-8a43-4a57-9a43-0d1
         "notes": {str(ids[-1]): {"following": "did nothing"}},
         "timings_ms": {"ranking": 5400, "scoring": 9100, "total": 16000},
     }
+
+
+@pytest.fixture
+def procedural_project(db, manager, tmp_path_factory):
+    """Factory: a project of procedural edits (known truth per variant) whose val and test
+    splits each hold at least one photo."""
+    from annotation.management.commands.seed_demo import split_fractions_with_every_split
+    from training.procedural import build_demo_manifest
+
+    def make(tasks: int = 8, overlap: int = 3, seed: int = 0, name: str = "Procedural") -> Project:
+        manifest = build_demo_manifest(tmp_path_factory.mktemp("procedural"), tasks, seed)
+        val, test = split_fractions_with_every_split(manifest)
+        project = Project.objects.create(
+            name=name, overlap=overlap, val_fraction=val, test_fraction=test
+        )
+        Membership.objects.create(project=project, user=manager, role=Membership.Role.MANAGER)
+        import_directory(project, manifest)
+        return project
+
+    return make
