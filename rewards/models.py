@@ -33,6 +33,9 @@ class RewardModelVersion(models.Model):
         default=list, help_text="The exact judgements it was trained and evaluated on."
     )
     dataset_hash = models.CharField(max_length=64, help_text="sha256 of the judgement ids.")
+    last_judgement_id = models.BigIntegerField(
+        default=0, help_text="Newest judgement it saw: later ones count as new for retraining."
+    )
     metrics = models.JSONField(default=dict)
     parent = models.ForeignKey(
         "self",

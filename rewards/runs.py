@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from editloop.jobs import JobCancelled
-from evaluation.metrics import human_ceiling, reward_metrics
+from evaluation.metrics import calibrate_epsilon, human_ceiling, reward_metrics
 from rewards.dataset import ImageUnreadable, JudgementRecord
 from rewards.models import RewardModelVersion, RewardTrainingRun
 from rewards.records import judgement_records
@@ -24,7 +24,7 @@ from rewards.registry import loaded_model
 from rewards.reward_model import BlipRewardModel, RewardModelConfig
 from rewards.scoring import score_judgement_variants
 from rewards.selection import dataset_hash, training_judgements
-from rewards.trainer import TrainConfig, TrainingCancelled, train
+from rewards.trainer import TrainConfig, TrainingCancelled, TrainResult, train
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +90,9 @@ def _train_and_register(run: RewardTrainingRun) -> RewardModelVersion:
     )
 
     model = BlipRewardModel.build(
-        RewardModelConfig(base=run.base, heads=run.heads, aspects=tuple(project.aspect_keys))
+        RewardModelConfig(base=run.base, heads=run.heads, aspects=list(project.aspect_keys))
     )
-    config = TrainConfig(**run.options)
+    config = TrainConfig.from_dict(run.options)
     result = train(
         model,
         by_split["train"],
@@ -103,9 +103,9 @@ def _train_and_register(run: RewardTrainingRun) -> RewardModelVersion:
         on_progress=lambda fraction, loss, message: _progress(run, fraction, loss, message),
         should_stop=run.cancel_was_requested,
     )
-    _report(run, 0.92, "evaluating on val and test")
+    _report(run, 0.92, "evaluating on val and test", **curves(result.history))
     metrics = evaluate(model, by_split)
-    version = register_version(run, model, config, judgement_ids, metrics)
+    version = register_version(run, model, result, judgement_ids, metrics)
     decide_promotion(version, model, by_split["test"])
     return version
 
@@ -146,23 +146,43 @@ def _progress(run: RewardTrainingRun, fraction: float, loss: float | None, messa
     _report(run, 0.02 + 0.9 * fraction, message, current_loss=loss, loss_curve=curve[-2000:])
 
 
+def curves(history: list[dict]) -> dict[str, list[dict]]:
+    """The trainer's history as the run's loss and validation curves (admin plots)."""
+    return {
+        "loss_curve": [
+            {"step": row["step"], "loss": row["train_loss"]}
+            for row in history
+            if row.get("train_loss") is not None
+        ],
+        "val_curve": [
+            {"step": row["step"], "accuracy": row["val_pairwise_accuracy"]}
+            for row in history
+            if row.get("val_pairwise_accuracy") is not None
+        ],
+    }
+
+
 def evaluate(model: BlipRewardModel, by_split: dict[str, list[JudgementRecord]]) -> dict:
-    """Metrics on val and test, each beside the human ceiling on the same items."""
-    metrics = {}
+    """Metrics on val and test, each beside the human ceiling on the same items. The tie
+    threshold ε is calibrated on val and reused on test (Deutsch et al. 2023, §4)."""
+    cache = feature_cache()
+    scores = {
+        split: score_judgement_variants(model, by_split[split], cache=cache)
+        for split in ("val", "test")
+    }
+    epsilon, _ = calibrate_epsilon(scores["val"], by_split["val"])
+    metrics = {"epsilon": epsilon}
     for split in ("val", "test"):
-        found = by_split[split]
-        if not found:
-            continue
-        scores = score_judgement_variants(model, found, cache=feature_cache())
-        metrics[split] = reward_metrics(scores, found)
-        metrics[split]["human_ceiling"] = human_ceiling(found)
+        if by_split[split]:
+            metrics[split] = reward_metrics(scores[split], by_split[split], epsilon)
+            metrics[split]["human_ceiling"] = human_ceiling(by_split[split])
     return metrics
 
 
 def register_version(
     run: RewardTrainingRun,
     model: BlipRewardModel,
-    config: TrainConfig,
+    result: TrainResult,
     judgement_ids: list[int],
     metrics: dict,
 ) -> RewardModelVersion:
@@ -184,9 +204,10 @@ def register_version(
             directory=directory,
             config={
                 "model": model.config_dict(),
-                "training": config.as_dict(),
-                "last_judgement_id": max(judgement_ids),
+                "training": result.config,
+                "result": _result_summary(result),
             },
+            last_judgement_id=max(judgement_ids),
             judgement_ids=judgement_ids,
             dataset_hash=dataset_hash(judgement_ids),
             metrics=metrics,
@@ -203,10 +224,17 @@ def decide_promotion(
     if active is None:
         version.promote()
         return True
-    active_model = loaded_model(active)
     cache = feature_cache()
-    mine = reward_metrics(score_judgement_variants(model, heldout, cache=cache), heldout)
-    theirs = reward_metrics(score_judgement_variants(active_model, heldout, cache=cache), heldout)
+    mine = reward_metrics(
+        score_judgement_variants(model, heldout, cache=cache),
+        heldout,
+        version.metrics.get("epsilon"),
+    )
+    theirs = reward_metrics(
+        score_judgement_variants(loaded_model(active), heldout, cache=cache),
+        heldout,
+        active.metrics.get("epsilon"),
+    )
     versus = {
         "items": len(heldout),
         "against_version": active.number,
@@ -219,6 +247,14 @@ def decide_promotion(
         version.promote()
         return True
     return False
+
+
+def _result_summary(result: TrainResult) -> dict:
+    keys = (
+        "best_step", "steps", "epochs", "stopped_early", "resumed_from", "n_train_pairs",
+        "n_val_pairs", "cache_hits", "cache_misses", "seconds",
+    )
+    return {key: getattr(result, key) for key in keys}
 
 
 def _summary(version: RewardModelVersion) -> str:

@@ -79,7 +79,7 @@ def _enqueue(run_id: int) -> None:
 def new_judgements_since_last_version(project: Project) -> int:
     """Judgements newer than the newest judgement any version of the project was trained on."""
     judgements = training_judgements(project)
-    seen = project.reward_models.aggregate(last=Max("config__last_judgement_id"))["last"]
+    seen = project.reward_models.aggregate(last=Max("last_judgement_id"))["last"]
     if seen is not None:
         judgements = judgements.filter(pk__gt=seen)
     return judgements.count()

@@ -62,7 +62,7 @@ def test_it_counts_new_judgements_since_the_last_version(project, annotator, oth
         base="tiny",
         directory="x",
         dataset_hash="0" * 64,
-        config={"last_judgement_id": max(seen)},
+        last_judgement_id=max(seen),
     )
     _judge(project, other_annotator, 1)
 

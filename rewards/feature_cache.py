@@ -1,0 +1,175 @@
+"""On-disk cache of the frozen vision part's output, so a retrain only encodes new images.
+
+The frozen part (patch embedding + the first round(f * L) ViT layers, see reward_model.py)
+depends only on the image, the frozen weights, the freeze fraction and the input size, so
+its output is stored under exactly that key:
+
+    <root>/<frozen-weights sha256[:24]>-f<freeze fraction>-px<image size>/<sha[:2]>/<sha>.npy
+
+The weights part of the key is a hash of the frozen tensors themselves (not of a path), so
+two versions trained from the same base share entries and a different base never does.
+Files are written atomically (temp file + rename): several workers may share one cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rewards.dataset import ImageRef, load_image
+from rewards.reward_model import BlipRewardModel
+
+DEFAULT_MEMORY_BYTES = 512 * 2**20
+
+
+class CachedFeatureSource:
+    """ImageRef -> cached frozen features (T, H), read from one key directory.
+
+    Picklable (DataLoader workers get a copy); keeps recently read entries in memory so a
+    multi-epoch run reads each file once.
+    """
+
+    def __init__(self, directory: Path, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> None:
+        self.directory = Path(directory)
+        self.memory_bytes = memory_bytes
+        self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._held = 0
+
+    def path(self, sha256: str) -> Path:
+        return self.directory / sha256[:2] / f"{sha256}.npy"
+
+    def __call__(self, ref: ImageRef) -> torch.Tensor:
+        if ref.sha256 in self._memory:
+            self._memory.move_to_end(ref.sha256)
+            return self._memory[ref.sha256]
+        try:
+            features = torch.from_numpy(np.load(self.path(ref.sha256)))
+        except FileNotFoundError:
+            raise KeyError(
+                f"no cached features for image {ref.path} (sha256 {ref.sha256})"
+            ) from None
+        self._remember(ref.sha256, features)
+        return features
+
+    def _remember(self, sha256: str, features: torch.Tensor) -> None:
+        size = features.numel() * features.element_size()
+        if size > self.memory_bytes:
+            return
+        self._memory[sha256] = features
+        self._held += size
+        while self._held > self.memory_bytes:
+            _, dropped = self._memory.popitem(last=False)
+            self._held -= dropped.numel() * dropped.element_size()
+
+    def __getstate__(self) -> dict:
+        # Workers start with an empty memory rather than a pickled copy of it.
+        return {"directory": self.directory, "memory_bytes": self.memory_bytes}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["directory"], state["memory_bytes"])
+
+
+class FeatureCache:
+    """Frozen-feature cache rooted at `root`; counts hits and misses of `ensure`/`features`.
+
+    dtype: how entries are stored: float32 (default, exact) or float16 (half the disk; the
+    features then differ from a pixel forward by fp16 rounding).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        dtype: torch.dtype = torch.float32,
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    ) -> None:
+        if dtype not in (torch.float32, torch.float16):
+            raise ValueError(f"cache dtype must be float32 or float16, not {dtype}")
+        self.root = Path(root)
+        self.dtype = dtype
+        self.memory_bytes = memory_bytes
+        self.hits = 0
+        self.misses = 0
+
+    def reset_counts(self) -> None:
+        self.hits = self.misses = 0
+
+    def directory_for(self, model: BlipRewardModel) -> Path:
+        if not model.has_frozen_vision:
+            raise ValueError("freeze_fraction is 0: nothing is frozen, so nothing can be cached")
+        fraction = f"{model.config.freeze_fraction:.4f}".rstrip("0").rstrip(".")
+        name = f"{model.frozen_fingerprint[:24]}-f{fraction}-px{model.image_size}"
+        return self.root / name
+
+    def source(self, model: BlipRewardModel) -> CachedFeatureSource:
+        return CachedFeatureSource(self.directory_for(model), self.memory_bytes)
+
+    def contains(self, model: BlipRewardModel, ref: ImageRef) -> bool:
+        return self.source(model).path(ref.sha256).is_file()
+
+    def ensure(
+        self,
+        model: BlipRewardModel,
+        refs: Iterable[ImageRef],
+        batch_size: int = 16,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Encode and store every image not cached yet; returns how many were encoded.
+
+        Each distinct image counts once: a hit if it was on disk, a miss if encoded now.
+        """
+        directory = self.directory_for(model)
+        self._write_key(directory, model)
+        source = CachedFeatureSource(directory)
+        unique = {ref.sha256: ref for ref in refs}
+        missing = [ref for sha, ref in unique.items() if not source.path(sha).is_file()]
+        self.hits += len(unique) - len(missing)
+        self.misses += len(missing)
+        for start in range(0, len(missing), batch_size):
+            chunk = missing[start : start + batch_size]
+            pixels = model.preprocess([load_image(ref) for ref in chunk])
+            features = model.encode_frozen(pixels).to("cpu", self.dtype)
+            for ref, tensor in zip(chunk, features, strict=True):
+                self._write(source.path(ref.sha256), tensor)
+            if on_progress:
+                on_progress(min(start + batch_size, len(missing)), len(missing))
+        return len(missing)
+
+    def features(self, model: BlipRewardModel, refs: list[ImageRef]) -> torch.Tensor:
+        """Stacked features for `refs` (N, T, H), encoding whatever is missing first."""
+        self.ensure(model, refs)
+        source = self.source(model)
+        return torch.stack([source(ref) for ref in refs])
+
+    def _write(self, path: Path, tensor: torch.Tensor) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                np.save(file, tensor.contiguous().numpy())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def _write_key(self, directory: Path, model: BlipRewardModel) -> None:
+        # For people browsing the cache: what the directory name stands for.
+        key_file = directory / "key.json"
+        if key_file.is_file():
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        key = {
+            "frozen_weights_sha256": model.frozen_fingerprint,
+            "freeze_fraction": model.config.freeze_fraction,
+            "image_size": model.image_size,
+            "frozen_vision_layers": model.n_frozen_vision_layers,
+            "base": model.config.base,
+            "dtype": str(self.dtype),
+        }
+        key_file.write_text(json.dumps(key, indent=2))

@@ -1,0 +1,405 @@
+"""BlipRewardModel: an ImageReward-style BLIP scorer for (source, instruction, edited) triples.
+
+ImageReward (Xu et al. 2023, §3.2) scores a generated image by letting the BLIP text
+encoder read the prompt and cross-attend to the ViT's visual tokens, then feeding the
+[CLS] state to an MLP. An *edit* is judged against its source ("preserving"), so the
+vision encoder runs on both images and their tokens are concatenated, each tagged with a
+learned segment embedding (edited = 0, source = 1), before the text encoder attends to
+them. The [CLS] state feeds an overall head and one head per aspect (Multi-Reward §3:
+following / preserving / quality on 0-5):
+
+- `coarse`: overall head only;
+- `fine`:   overall head + independent aspect heads;
+- `cbm`:    overall = a learned linear aggregate of the predicted aspects, a concept
+            bottleneck ("Beyond Thumbs Up/Down", concept-bottleneck reward models).
+
+Aspect heads predict on the 0-5 scale as 5 * sigmoid(logit), so a prediction can never
+leave the scale annotators use. The overall score is an unbounded scalar: Bradley-Terry
+only sees differences, so its offset and scale mean nothing on their own.
+
+The lower part is frozen (ImageReward freezes 70% of the layers): the vision patch
+embedding plus the first round(f * L) ViT layers, and likewise the text embeddings plus
+the first round(f * L) text layers. The frozen vision output depends on the image alone,
+so it can be cached on disk (see feature_cache.py) and `forward(..., from_features=True)`
+skips it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+from transformers import (
+    AutoTokenizer,
+    BlipConfig,
+    BlipForImageTextRetrieval,
+    BlipTextModel,
+    BlipVisionModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.models.blip import BlipImageProcessorPil
+
+from rewards.tiny import BlipParts, build_tiny_blip
+
+DEFAULT_ASPECTS = ("following", "preserving", "quality")
+HEAD_MODES = ("coarse", "fine", "cbm")
+TINY = "tiny"
+SCORE_MAX = 5.0
+CONFIG_FILE = "reward_model.json"
+WEIGHTS_FILE = "model.safetensors"
+TORCH_WEIGHTS_FILE = "model.pt"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class RewardModelConfig:
+    """Everything needed to rebuild the model; saved as JSON next to the weights."""
+
+    base: str = TINY  # "tiny" or the local BLIP directory the weights came from
+    aspects: list[str] = field(default_factory=lambda: list(DEFAULT_ASPECTS))
+    heads: str = "fine"  # coarse | fine | cbm
+    freeze_fraction: float = 0.7  # ImageReward §4.1 fixes 70% of the layers
+    max_text_length: int = 35  # ImageReward's prompt length
+    head_hidden: int = 128
+    head_dropout: float = 0.1
+    seed: int = 0
+    blip_config: dict[str, Any] = field(default_factory=dict)  # filled from the base
+
+    def __post_init__(self) -> None:
+        self.base = str(self.base)
+        if self.heads not in HEAD_MODES:
+            raise ValueError(f"heads {self.heads!r} is not one of {HEAD_MODES}")
+        if not 0.0 <= self.freeze_fraction <= 1.0:
+            raise ValueError(f"freeze_fraction {self.freeze_fraction} is not in [0, 1]")
+        if self.heads != "coarse" and not self.aspects:
+            raise ValueError(f"heads {self.heads!r} needs at least one aspect")
+        self.aspects = list(self.aspects)
+
+
+@dataclass
+class RewardOutput:
+    overall: torch.Tensor  # (N,)
+    aspects: torch.Tensor | None  # (N, A) on the 0-5 scale; None for `coarse`
+
+
+def frozen_layer_count(fraction: float, layers: int) -> int:
+    return round(fraction * layers)
+
+
+def _head(hidden: int, width: int, dropout: float) -> nn.Sequential:
+    # ImageReward's MLP head, shortened: one hidden layer is plenty on top of BLIP.
+    return nn.Sequential(
+        nn.Linear(hidden, width), nn.GELU(), nn.Dropout(dropout), nn.Linear(width, 1)
+    )
+
+
+def load_blip_parts(path: str | Path) -> BlipParts:
+    """Read a local blip-itm-style directory (no hub access: the path must exist)."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path} is not a BLIP checkpoint directory (no config.json); pass base='tiny' "
+            "or a local copy of e.g. Salesforce/blip-itm-base-coco"
+        )
+    model = BlipForImageTextRetrieval.from_pretrained(path, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    image_processor = BlipImageProcessorPil.from_pretrained(path, local_files_only=True)
+    return BlipParts(model.eval(), tokenizer, image_processor)
+
+
+class BlipRewardModel(nn.Module):
+    def __init__(
+        self,
+        config: RewardModelConfig,
+        vision: BlipVisionModel,
+        text: BlipTextModel,
+        tokenizer: PreTrainedTokenizerBase,
+        image_processor: BlipImageProcessorPil,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.vision = vision
+        self.text = text
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        hidden_v, hidden_t = vision.config.hidden_size, text.config.hidden_size
+        self.segment_embedding = nn.Parameter(torch.randn(2, hidden_v) * 0.02)
+        width, dropout = config.head_hidden, config.head_dropout
+        self.overall_head = _head(hidden_t, width, dropout) if config.heads != "cbm" else None
+        self.aspect_heads = nn.ModuleDict(
+            {}
+            if config.heads == "coarse"
+            else {aspect: _head(hidden_t, width, dropout) for aspect in config.aspects}
+        )
+        self.aggregate = None
+        if config.heads == "cbm":
+            self.aggregate = nn.Linear(len(config.aspects), 1)
+            nn.init.constant_(self.aggregate.weight, 1.0 / len(config.aspects))
+            nn.init.zeros_(self.aggregate.bias)
+        self._fingerprint: str | None = None
+        self._freeze()
+
+    # --- construction, saving, loading ------------------------------------------------
+
+    @classmethod
+    def build(cls, config: RewardModelConfig) -> BlipRewardModel:
+        """A fresh reward model on `config.base`: `tiny` random init or a local BLIP directory."""
+        parts = (
+            build_tiny_blip(config.seed) if config.base == TINY else load_blip_parts(config.base)
+        )
+        config = replace(config, blip_config=parts.model.config.to_dict())
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)  # heads and segment embedding: same seed, same init
+            return cls(
+                config,
+                parts.model.vision_model,
+                parts.model.text_encoder,
+                parts.tokenizer,
+                parts.image_processor,
+            )
+
+    @classmethod
+    def from_base(cls, base: str | Path = TINY, **options: Any) -> BlipRewardModel:
+        """Shorthand: `from_base("tiny", heads="cbm", freeze_fraction=0.5)`."""
+        return cls.build(RewardModelConfig(base=str(base), **options))
+
+    def config_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready data, without the (long) BLIP architecture dict."""
+        data = asdict(self.config)
+        data.pop("blip_config")
+        return {**data, "is_random_init": self.is_random_init}
+
+    def save(self, directory: str | Path) -> Path:
+        """A self-contained version directory: config JSON, weights, tokenizer, preprocessing."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        try:
+            from safetensors.torch import save_file
+
+            save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+        except ImportError:  # safetensors is optional; torch.save is the fallback
+            torch.save(state, directory / TORCH_WEIGHTS_FILE)
+        payload = {"format_version": FORMAT_VERSION, **asdict(self.config)}
+        (directory / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
+        self.tokenizer.save_pretrained(directory)
+        self.image_processor.save_pretrained(directory)
+        return directory
+
+    @classmethod
+    def load(
+        cls, directory: str | Path, map_location: str | torch.device = "cpu"
+    ) -> BlipRewardModel:
+        """Load a version saved by `save`; the original base directory is not needed."""
+        directory = Path(directory)
+        payload = json.loads((directory / CONFIG_FILE).read_text())
+        payload.pop("format_version", None)
+        config = RewardModelConfig(**payload)
+        blip_config = BlipConfig.from_dict(config.blip_config)
+        model = cls(
+            config,
+            BlipVisionModel(blip_config.vision_config),
+            BlipTextModel(blip_config.text_config, add_pooling_layer=False),
+            AutoTokenizer.from_pretrained(directory, local_files_only=True),
+            BlipImageProcessorPil.from_pretrained(directory, local_files_only=True),
+        )
+        model.load_state_dict(_read_state(directory))
+        return model.to(map_location).eval()
+
+    # --- properties ----------------------------------------------------------------------
+
+    @property
+    def aspects(self) -> list[str]:
+        return list(self.config.aspects) if self.config.heads != "coarse" else []
+
+    @property
+    def is_random_init(self) -> bool:
+        """True for the `tiny` base: label its scores "tiny random-init model" in any UI."""
+        return self.config.base == TINY
+
+    @property
+    def image_size(self) -> int:
+        return int(self.vision.config.image_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self.segment_embedding.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.segment_embedding.dtype
+
+    @property
+    def n_frozen_vision_layers(self) -> int:
+        return frozen_layer_count(self.config.freeze_fraction, len(self.vision.encoder.layers))
+
+    @property
+    def n_frozen_text_layers(self) -> int:
+        return frozen_layer_count(self.config.freeze_fraction, len(self.text.encoder.layer))
+
+    @property
+    def has_frozen_vision(self) -> bool:
+        """The patch embedding is frozen whenever anything is: only then can features be cached."""
+        return self.config.freeze_fraction > 0
+
+    @property
+    def frozen_fingerprint(self) -> str:
+        """sha256 of the frozen vision weights: the cache key's "same encoder" part."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for name, tensor in self._frozen_vision_state():
+                digest.update(name.encode())
+                digest.update(
+                    tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+                )
+            digest.update(str(self.dtype).encode())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    # --- freezing ----------------------------------------------------------------------
+
+    def _frozen_vision_modules(self) -> list[nn.Module]:
+        if not self.has_frozen_vision:
+            return []
+        layers = list(self.vision.encoder.layers[: self.n_frozen_vision_layers])
+        return [self.vision.embeddings, *layers]
+
+    def _frozen_text_modules(self) -> list[nn.Module]:
+        if self.config.freeze_fraction <= 0:
+            return []
+        return [self.text.embeddings, *self.text.encoder.layer[: self.n_frozen_text_layers]]
+
+    def _frozen_vision_state(self) -> list[tuple[str, torch.Tensor]]:
+        return [
+            (f"{index}.{name}", tensor)
+            for index, module in enumerate(self._frozen_vision_modules())
+            for name, tensor in module.state_dict().items()
+        ]
+
+    def _freeze(self) -> None:
+        for module in [*self._frozen_vision_modules(), *self._frozen_text_modules()]:
+            module.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> BlipRewardModel:
+        # Frozen parts always run in eval mode, so features computed once (and cached)
+        # equal the ones a training step would compute.
+        super().train(mode)
+        for module in [*self._frozen_vision_modules(), *self._frozen_text_modules()]:
+            module.eval()
+        return self
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what training changes (checkpoints stay small on a base-size model)."""
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        return {k: v.detach().clone() for k, v in self.state_dict().items() if k in trainable}
+
+    # --- inputs ------------------------------------------------------------------------
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """PIL images -> normalised pixels (N, 3, S, S), BLIP's own preprocessing."""
+        rgb = [image.convert("RGB") for image in images]
+        return self.image_processor(images=rgb, return_tensors="pt")["pixel_values"]
+
+    def tokenize(self, instructions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        encoded = self.tokenizer(
+            list(instructions),
+            padding="longest",
+            truncation=True,
+            max_length=self.config.max_text_length,
+            return_tensors="pt",
+        )
+        return encoded["input_ids"], encoded["attention_mask"]
+
+    # --- forward -----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode_frozen(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Output of the frozen vision part, (N, T, H): what the feature cache stores."""
+        if not self.has_frozen_vision:
+            raise ValueError(
+                "freeze_fraction is 0: nothing is frozen, so there is nothing to cache"
+            )
+        hidden = self.vision.embeddings(pixel_values.to(self.device, self.dtype))
+        for layer in self.vision.encoder.layers[: self.n_frozen_vision_layers]:
+            hidden = layer(hidden)
+        return hidden
+
+    def encode_image(self, images: torch.Tensor, from_features: bool = False) -> torch.Tensor:
+        """Visual tokens (N, T, H) from pixels, or from cached frozen features."""
+        if from_features:
+            hidden = images.to(self.device, self.dtype)
+            start = self.n_frozen_vision_layers
+        elif self.has_frozen_vision:
+            hidden, start = self.encode_frozen(images), self.n_frozen_vision_layers
+        else:
+            hidden, start = self.vision.embeddings(images.to(self.device, self.dtype)), 0
+        for layer in self.vision.encoder.layers[start:]:
+            hidden = layer(hidden)
+        return self.vision.post_layernorm(hidden)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        edited: torch.Tensor,
+        source: torch.Tensor,
+        group: torch.Tensor | None = None,
+        from_features: bool = False,
+    ) -> RewardOutput:
+        """Score N edits.
+
+        input_ids/attention_mask (G, L) and source (G, ...) hold one row per group (a task:
+        one source photo and instruction); edited (N, ...) holds the edits and group (N,)
+        says which row each edit belongs to, so a shared source is encoded once. Without
+        `group`, G == N. Images are pixels (., 3, S, S) or, with from_features, cached
+        frozen features (., T, H).
+        """
+        if group is None:
+            group = torch.arange(edited.shape[0], device=self.device)
+        group = group.to(self.device)
+        edited_tokens = self.encode_image(edited, from_features) + self.segment_embedding[0]
+        source_tokens = self.encode_image(source, from_features)[group] + self.segment_embedding[1]
+        visual = torch.cat([edited_tokens, source_tokens], dim=1)
+        visual_mask = torch.ones(visual.shape[:2], dtype=torch.long, device=self.device)
+        text = self.text(
+            input_ids=input_ids.to(self.device)[group],
+            attention_mask=attention_mask.to(self.device)[group],
+            encoder_hidden_states=visual,
+            encoder_attention_mask=visual_mask,
+        )
+        return self._heads(text.last_hidden_state[:, 0])
+
+    def _heads(self, cls_state: torch.Tensor) -> RewardOutput:
+        aspects = None
+        if self.aspect_heads:
+            logits = torch.cat([self.aspect_heads[a](cls_state) for a in self.config.aspects], -1)
+            aspects = SCORE_MAX * torch.sigmoid(logits)
+        if self.aggregate is not None:
+            overall = self.aggregate(aspects).squeeze(-1)
+        else:
+            overall = self.overall_head(cls_state).squeeze(-1)
+        return RewardOutput(overall=overall, aspects=aspects)
+
+    def describe(self) -> str:
+        """One line for logs and UIs, which must say when the backbone is random."""
+        kind = "tiny random-init model" if self.is_random_init else f"BLIP from {self.config.base}"
+        return (
+            f"{kind}, head {self.config.heads}, aspects {self.aspects or '-'}, "
+            f"{self.n_frozen_vision_layers}/{len(self.vision.encoder.layers)} vision and "
+            f"{self.n_frozen_text_layers}/{len(self.text.encoder.layer)} text layers frozen"
+        )
+
+
+def _read_state(directory: Path) -> dict[str, torch.Tensor]:
+    if (directory / WEIGHTS_FILE).is_file():
+        from safetensors.torch import load_file
+
+        return load_file(str(directory / WEIGHTS_FILE), device="cpu")
+    return torch.load(directory / TORCH_WEIGHTS_FILE, map_location="cpu", weights_only=True)

@@ -1,0 +1,585 @@
+"""Train a BlipRewardModel on judgement records: one readable loop, resumable checkpoints.
+
+AdamW with linear warmup then cosine decay (ImageReward §4.1 trains BLIP this way),
+gradient clipping, a fixed seed, early stopping on the val pairwise accuracy (or val loss),
+and complete checkpoints in `output_dir/checkpoint-<step>/` (model's trainable weights,
+optimizer, scheduler, step, RNG states, best metric, history). Calling `train` again with
+the same output_dir resumes from the newest checkpoint; a finished run returns at once.
+
+Batches are judgements, not pairs: the K variants of a judgement are scored together and
+its Bradley-Terry pairs are weighted 1 / (its pairs), so each judgement counts once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from evaluation.metrics import reward_metrics
+from rewards.dataset import (
+    TIE_MODES,
+    JudgementBatch,
+    JudgementCollator,
+    JudgementDataset,
+    JudgementRecord,
+    PixelSource,
+    expand_pairs,
+)
+from rewards.feature_cache import FeatureCache
+from rewards.losses import ASPECT_LOSSES, reward_loss
+from rewards.reward_model import BlipRewardModel
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "checkpoint-"
+STATE_FILE = "state.pt"
+BEST_FILE = "best.pt"
+SELECT_METRICS = ("pairwise_accuracy", "loss")
+# ImageReward §4.1 fine-tunes BLIP at 1e-5; a random-init tiny model needs a far larger step.
+DEFAULT_LR_PRETRAINED = 1e-5
+DEFAULT_LR_TINY = 1e-3
+
+ProgressFn = Callable[[float, float | None, str], None]
+
+
+class TrainingCancelled(Exception):
+    """should_stop() said stop; a checkpoint was saved first, so `train` can resume."""
+
+    def __init__(self, step: int, checkpoint: Path) -> None:
+        super().__init__(f"training cancelled at step {step}; checkpoint saved in {checkpoint}")
+        self.step, self.checkpoint = step, checkpoint
+
+
+@dataclass
+class TrainConfig:
+    lr: float | None = None  # None: 1e-5 on a pretrained BLIP, 1e-3 on the tiny model
+    weight_decay: float = 0.01
+    epochs: int = 10
+    max_steps: int | None = None  # overrides epochs when set
+    batch_size: int = 8  # judgements per step
+    warmup: float = 0.05  # fraction of the steps spent warming up
+    grad_clip: float = 1.0
+    bt_weight: float = 1.0
+    aspect_weight: float = 0.1  # aspect MSE is on a 0-5 scale: keep it from drowning BT
+    aspect_loss: str = "mse"  # mse | ordinal
+    tie_mode: str = "skip"  # skip | soft (ties as 0.5 targets)
+    include_unsure: bool = False
+    seed: int = 0
+    patience: int | None = 5  # evaluations without improvement before stopping; None: never
+    select_metric: str = "pairwise_accuracy"  # or "loss": what early stopping watches on val
+    eval_every: int | None = None  # steps between evaluations; None: once per epoch
+    log_every: int = 10  # steps between progress reports / history rows
+    keep_checkpoints: int = 2
+    device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
+    amp: bool = True  # bf16 autocast, on CUDA only
+    num_workers: int = 0
+
+    def validate(self) -> TrainConfig:
+        checks = [
+            (self.lr is None or self.lr > 0, "lr must be > 0"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (0 <= self.warmup < 1, "warmup is a fraction of the steps, in [0, 1)"),
+            (self.grad_clip > 0, "grad_clip must be > 0"),
+            (self.bt_weight >= 0 and self.aspect_weight >= 0, "loss weights must be >= 0"),
+            (self.aspect_loss in ASPECT_LOSSES, f"aspect_loss must be one of {ASPECT_LOSSES}"),
+            (self.tie_mode in TIE_MODES, f"tie_mode must be one of {TIE_MODES}"),
+            (self.patience is None or self.patience >= 1, "patience must be >= 1 or null"),
+            (
+                self.select_metric in SELECT_METRICS,
+                f"select_metric must be one of {SELECT_METRICS}",
+            ),
+            (self.eval_every is None or self.eval_every >= 1, "eval_every must be >= 1"),
+            (self.log_every >= 1 and self.keep_checkpoints >= 1, "log_every/keep_checkpoints >= 1"),
+            (self.num_workers >= 0, "num_workers must be >= 0"),
+        ]
+        errors = [message for ok, message in checks if not ok]
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TrainResult:
+    best_step: int
+    best_metric: float | None  # the select_metric at best_step (None without val data)
+    best_val: dict[str, Any]  # val metrics at best_step
+    history: list[dict[str, Any]]  # rows: step, epoch, train_loss, ..., val_* at evaluations
+    steps: int
+    epochs: float
+    stopped_early: bool
+    resumed_from: int | None
+    n_train_judgements: int
+    n_val_judgements: int
+    n_train_pairs: int
+    n_val_pairs: int
+    cache_hits: int
+    cache_misses: int
+    seconds: float
+    output_dir: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def loss_curve(self) -> list[dict[str, Any]]:
+        """History rows reduced to what a loss plot needs."""
+        keys = ("step", "epoch", "train_loss", "val_loss", "val_pairwise_accuracy")
+        return [{k: row[k] for k in keys if k in row} for row in self.history]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _State:
+    """Everything besides tensors that a checkpoint must restore."""
+
+    step: int = 0
+    best_step: int = 0
+    best_metric: float | None = None
+    best_loss: float | None = None
+    best_val: dict[str, Any] = field(default_factory=dict)
+    evaluations_since_best: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# --- setup ----------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """LR multiplier: linear 0 -> 1 over the warmup, then cosine 1 -> 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+@dataclass
+class _Run:
+    """The pieces one training run is made of."""
+
+    model: BlipRewardModel
+    config: TrainConfig
+    device: torch.device
+    train_set: JudgementDataset
+    val_set: JudgementDataset
+    val_records: list[JudgementRecord]
+    collate: JudgementCollator
+    from_features: bool
+    steps_per_epoch: int
+    total_steps: int
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    output_dir: Path
+
+
+def _image_source(
+    model: BlipRewardModel,
+    records: Sequence[JudgementRecord],
+    cache: FeatureCache | None,
+    progress: ProgressFn,
+) -> tuple[Callable, bool]:
+    """Cached frozen features when a cache is given (encoding only images it lacks), else
+    pixels. With features, the frozen layers never run during training."""
+    if cache is None or not model.has_frozen_vision:
+        return PixelSource(model.image_processor), False
+    refs = [ref for r in records for ref in (r.source, *r.variants.values())]
+
+    def report(done: int, total: int) -> None:
+        progress(0.0, None, f"encoding {total} new images for the feature cache: {done}/{total}")
+
+    cache.ensure(model, refs, on_progress=report)
+    return cache.source(model), True
+
+
+def _setup(
+    model: BlipRewardModel,
+    train_records: Sequence[JudgementRecord],
+    val_records: Sequence[JudgementRecord],
+    config: TrainConfig,
+    output_dir: Path,
+    cache: FeatureCache | None,
+    progress: ProgressFn,
+) -> _Run:
+    device = resolve_device(config.device)
+    model.to(device)
+    images, from_features = _image_source(model, [*train_records, *val_records], cache, progress)
+    options = {"tie_mode": config.tie_mode, "include_unsure": config.include_unsure}
+    train_set = JudgementDataset(train_records, model.aspects, images, **options)
+    val_set = JudgementDataset(val_records, model.aspects, images, **options)
+    if len(train_set) == 0:
+        raise ValueError("no usable training judgements (every one unsure or without targets)")
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    total_steps = config.max_steps or config.epochs * steps_per_epoch
+    lr = config.lr or (DEFAULT_LR_TINY if model.is_random_init else DEFAULT_LR_PRETRAINED)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=config.weight_decay)
+    warmup_steps = round(config.warmup * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, cosine_with_warmup(total_steps, warmup_steps)
+    )
+    collate = JudgementCollator(model.tokenizer, model.config.max_text_length)
+    return _Run(
+        model, config, device, train_set, val_set, list(val_records), collate, from_features,
+        steps_per_epoch, total_steps, optimizer, scheduler, output_dir,
+    )  # fmt: skip
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def _checkpoints(output_dir: Path) -> list[Path]:
+    found = [
+        path
+        for path in output_dir.glob(f"{CHECKPOINT_PREFIX}*")
+        if path.name[len(CHECKPOINT_PREFIX) :].isdigit() and (path / STATE_FILE).is_file()
+    ]
+    return sorted(found, key=lambda path: int(path.name[len(CHECKPOINT_PREFIX) :]))
+
+
+def save_checkpoint(run: _Run, state: _State) -> Path:
+    """Write checkpoint-<step>/state.pt atomically and keep the newest `keep_checkpoints`."""
+    target = run.output_dir / f"{CHECKPOINT_PREFIX}{state.step}"
+    temporary = run.output_dir / f".{target.name}.tmp"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    payload = {
+        "model": run.model.trainable_state_dict(),
+        "frozen_fingerprint": run.model.frozen_fingerprint,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "rng": _rng_state(),
+        "state": asdict(state),
+        "config": run.config.as_dict(),
+    }
+    torch.save(payload, temporary / STATE_FILE)
+    shutil.rmtree(target, ignore_errors=True)
+    temporary.rename(target)
+    for old in _checkpoints(run.output_dir)[: -run.config.keep_checkpoints]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _restore(run: _Run) -> tuple[_State, int | None]:
+    """Load the newest checkpoint, if any; returns the state and the step resumed from."""
+    checkpoints = _checkpoints(run.output_dir)
+    if not checkpoints:
+        return _State(), None
+    payload = torch.load(checkpoints[-1] / STATE_FILE, map_location="cpu", weights_only=False)
+    if payload["frozen_fingerprint"] != run.model.frozen_fingerprint:
+        raise ValueError(
+            f"{checkpoints[-1]} was trained on other frozen weights than this model's; "
+            "use a fresh output_dir or the same base and freeze_fraction"
+        )
+    if payload["config"] != run.config.as_dict():
+        log.warning("resuming %s with a changed TrainConfig", checkpoints[-1])
+    run.model.load_state_dict(payload["model"], strict=False)
+    run.optimizer.load_state_dict(payload["optimizer"])
+    run.scheduler.load_state_dict(payload["scheduler"])
+    _set_rng_state(payload["rng"])
+    state = _State(**payload["state"])
+    return state, state.step
+
+
+def _save_best(run: _Run) -> None:
+    torch.save(run.model.trainable_state_dict(), run.output_dir / BEST_FILE)
+
+
+def _load_best(run: _Run) -> None:
+    path = run.output_dir / BEST_FILE
+    if path.is_file():
+        best = torch.load(path, map_location="cpu", weights_only=True)
+        run.model.load_state_dict(best, strict=False)
+
+
+# --- steps ------------------------------------------------------------------------------------
+
+
+def _autocast(run: _Run):  # noqa: ANN202
+    if run.device.type == "cuda" and run.config.amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _forward(run: _Run, batch: JudgementBatch):  # noqa: ANN202
+    batch = batch.to(run.device)
+    with _autocast(run):
+        output = run.model(
+            batch.input_ids,
+            batch.attention_mask,
+            batch.edited,
+            batch.source,
+            batch.group,
+            from_features=run.from_features,
+        )
+    config = run.config
+    losses = reward_loss(output, batch, config.bt_weight, config.aspect_weight, config.aspect_loss)
+    return output, losses
+
+
+def _train_step(run: _Run, batch: JudgementBatch) -> dict[str, float]:
+    run.model.train()
+    _, losses = _forward(run, batch)
+    run.optimizer.zero_grad(set_to_none=True)
+    losses.total.backward()
+    trainable = [p for p in run.model.parameters() if p.requires_grad]
+    torch.nn.utils.clip_grad_norm_(trainable, run.config.grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    return {
+        "loss": float(losses.total.detach()),
+        "bt_loss": float(losses.bradley_terry.detach()),
+        "aspect_loss": float(losses.aspect.detach()),
+    }
+
+
+def _loader(run: _Run, dataset: JudgementDataset, batches: list[list[int]]) -> DataLoader:
+    # A private generator: building the loader must not draw from the global RNG, or a
+    # resumed run's dropout masks would drift from an uninterrupted run's.
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        collate_fn=run.collate,
+        num_workers=run.config.num_workers,
+        generator=torch.Generator().manual_seed(run.config.seed),
+    )
+
+
+def _epoch_batches(run: _Run, epoch: int) -> list[list[int]]:
+    """The epoch's shuffled batches, a pure function of (seed, epoch): resuming mid-epoch
+    replays the same order and skips the batches already done."""
+    generator = torch.Generator().manual_seed(run.config.seed * 1_000_003 + epoch)
+    order = torch.randperm(len(run.train_set), generator=generator).tolist()
+    size = run.config.batch_size
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+@torch.no_grad()
+def evaluate(run: _Run) -> dict[str, Any]:
+    """Val loss and metrics (pairwise accuracy etc. from evaluation/metrics.py)."""
+    run.model.eval()
+    batches = [
+        list(range(i, min(i + 16, len(run.val_set)))) for i in range(0, len(run.val_set), 16)
+    ]
+    scores: dict[int, dict[str, Any]] = {}
+    total, weight = 0.0, 0
+    for batch in _loader(run, run.val_set, batches):
+        output, losses = _forward(run, batch)
+        total += float(losses.total) * len(batch.input_ids)
+        weight += len(batch.input_ids)
+        scores.update(_scores_of(run.model, output, batch.variant_ids))
+    metrics = reward_metrics(scores, run.val_set.records)
+    return {
+        "val_loss": total / max(1, weight),
+        "val_pairwise_accuracy": metrics["pairwise_accuracy_nontied"],
+        "val_metrics": metrics,
+    }
+
+
+def _scores_of(model: BlipRewardModel, output: Any, variant_ids: list[int]) -> dict[int, dict]:
+    overall = output.overall.float().cpu().tolist()
+    aspects = output.aspects.float().cpu().tolist() if output.aspects is not None else None
+    return {
+        variant: {
+            "overall": overall[i],
+            "aspects": dict(zip(model.aspects, aspects[i], strict=True)) if aspects else {},
+        }
+        for i, variant in enumerate(variant_ids)
+    }
+
+
+def _improved(run: _Run, state: _State, evaluation: dict[str, Any]) -> bool:
+    loss, accuracy = evaluation["val_loss"], evaluation["val_pairwise_accuracy"]
+    if state.best_loss is None:
+        return True
+    if run.config.select_metric == "loss" or math.isnan(accuracy):
+        return loss < state.best_loss
+    best = state.best_metric if state.best_metric is not None else -math.inf
+    # Small val sets give coarse accuracies: on a tie, the lower val loss wins.
+    return accuracy > best or (accuracy == best and loss < state.best_loss)
+
+
+def _after_evaluation(run: _Run, state: _State, evaluation: dict[str, Any]) -> None:
+    if _improved(run, state, evaluation):
+        metric = evaluation[
+            "val_loss" if run.config.select_metric == "loss" else "val_pairwise_accuracy"
+        ]
+        state.best_step, state.best_metric = state.step, metric
+        state.best_loss = evaluation["val_loss"]
+        state.best_val = evaluation["val_metrics"]
+        state.evaluations_since_best = 0
+        _save_best(run)
+    else:
+        state.evaluations_since_best += 1
+    patience = run.config.patience
+    state.stopped_early = patience is not None and state.evaluations_since_best >= patience
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+
+def _batches_from(run: _Run, step: int) -> Iterator[tuple[int, JudgementBatch]]:
+    """(epoch, batch) from `step` on, to the end of training."""
+    while step < run.total_steps:
+        epoch, skip = divmod(step, run.steps_per_epoch)
+        batches = _epoch_batches(run, epoch)[skip:]
+        batches = batches[: run.total_steps - step]
+        for batch in _loader(run, run.train_set, batches):
+            yield epoch, batch
+            step += 1
+
+
+def _is_evaluation_step(run: _Run, step: int) -> bool:
+    every = run.config.eval_every or run.steps_per_epoch
+    return step % every == 0 or step == run.total_steps
+
+
+def train(
+    model: BlipRewardModel,
+    train_records: Sequence[JudgementRecord],
+    val_records: Sequence[JudgementRecord],
+    config: TrainConfig,
+    output_dir: str | Path,
+    feature_cache: FeatureCache | None = None,
+    on_progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train (or resume training) `model` in place; on return it holds the best val state."""
+    started = time.monotonic()
+    config.validate()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    progress = on_progress or (lambda fraction, loss, message: None)
+    hits, misses = (feature_cache.hits, feature_cache.misses) if feature_cache else (0, 0)
+    seed_everything(config.seed)
+    run = _setup(model, train_records, val_records, config, output_dir, feature_cache, progress)
+    state, resumed_from = _restore(run)
+    if resumed_from is not None:
+        progress(resumed_from / run.total_steps, None, f"resuming from step {resumed_from}")
+    if not state.stopped_early:
+        _loop(run, state, progress, should_stop or (lambda: False))
+    _load_best(run)
+    model.eval()
+    return TrainResult(
+        best_step=state.best_step,
+        best_metric=state.best_metric,
+        best_val=state.best_val,
+        history=state.history,
+        steps=state.step,
+        epochs=state.step / run.steps_per_epoch,
+        stopped_early=state.stopped_early,
+        resumed_from=resumed_from,
+        n_train_judgements=len(run.train_set),
+        n_val_judgements=len(run.val_set),
+        n_train_pairs=len(expand_pairs(train_records, config.tie_mode, config.include_unsure)),
+        n_val_pairs=len(expand_pairs(val_records, config.tie_mode, config.include_unsure)),
+        cache_hits=feature_cache.hits - hits if feature_cache else 0,
+        cache_misses=feature_cache.misses - misses if feature_cache else 0,
+        seconds=time.monotonic() - started,
+        output_dir=str(output_dir),
+        config=config.as_dict(),
+    )
+
+
+def _loop(run: _Run, state: _State, progress: ProgressFn, should_stop: Callable[[], bool]) -> None:
+    window: list[dict[str, float]] = []
+    for epoch, batch in _batches_from(run, state.step):
+        if should_stop():
+            raise TrainingCancelled(state.step, save_checkpoint(run, state))
+        window.append(_train_step(run, batch))
+        state.step += 1
+        evaluation_due = _is_evaluation_step(run, state.step)
+        if state.step % run.config.log_every == 0 or evaluation_due:
+            row = _history_row(run, state, epoch, window)
+            window = []
+            if evaluation_due and len(run.val_set):
+                evaluation = evaluate(run)
+                _after_evaluation(run, state, evaluation)
+                row.update({k: v for k, v in evaluation.items() if k != "val_metrics"})
+            state.history.append(row)
+            progress(state.step / run.total_steps, row["train_loss"], _message(run, state, row))
+        if evaluation_due:
+            save_checkpoint(run, state)
+        if state.stopped_early:
+            break
+    if not len(run.val_set):  # nothing to select on: the last state is the best
+        state.best_step = state.step
+        _save_best(run)
+    save_checkpoint(run, state)
+
+
+def _history_row(
+    run: _Run, state: _State, epoch: int, window: list[dict[str, float]]
+) -> dict[str, Any]:
+    mean = {key: float(np.mean([w[key] for w in window])) for key in window[0]}
+    return {
+        "step": state.step,
+        "epoch": round(state.step / run.steps_per_epoch, 4),
+        "train_loss": mean["loss"],
+        "train_bt_loss": mean["bt_loss"],
+        "train_aspect_loss": mean["aspect_loss"],
+        "lr": run.scheduler.get_last_lr()[0],
+    }
+
+
+def _message(run: _Run, state: _State, row: dict[str, Any]) -> str:
+    text = f"step {state.step}/{run.total_steps}, loss {row['train_loss']:.4f}"
+    if "val_pairwise_accuracy" in row:
+        text += f", val pairwise accuracy {row['val_pairwise_accuracy']:.3f}"
+    return text

@@ -1,0 +1,132 @@
+"""A retrain from judgements in Postgres to a registered, evaluated, promoted version."""
+
+import pytest
+from PIL import Image as PILImage
+
+from evaluation.simulated import fill_with_simulated_judgements
+from rewards import scheduling
+from rewards.models import RewardModelVersion, RewardTrainingRun, VariantScore
+from rewards.runs import execute
+
+QUICK = {"epochs": 3, "batch_size": 8, "patience": None}
+
+
+@pytest.fixture
+def judged_project(procedural_project, settings, tmp_path):
+    settings.REWARD_MODEL_ROOT = tmp_path / "models"
+    settings.REWARD_MIN_TRAIN_JUDGEMENTS = 10
+    settings.REWARD_MIN_VAL_JUDGEMENTS = 2
+    project = procedural_project(tasks=14, overlap=3)
+    fill_with_simulated_judgements(project, 42, annotators=3, seed=4)
+    return project
+
+
+def _run(project, **options) -> RewardTrainingRun:
+    run = scheduling.request_retrain(
+        project, trigger="command", options={**QUICK, **options}, enqueue=False
+    )
+    execute(run)
+    run.refresh_from_db()
+    return run
+
+
+def test_a_first_run_registers_an_active_version_with_metrics(judged_project):
+    run = _run(judged_project)
+
+    assert run.status == "succeeded", run.message
+    assert run.progress == 1.0
+    version = run.version
+    assert version.is_active and version.number == 1 and version.is_random_init
+    assert "tiny random-init" in run.message
+    assert (version.path / "reward_model.json").is_file()
+    assert len(version.judgement_ids) == 42 == run.judgements_used
+    for split in ("val", "test"):
+        metrics = version.metrics[split]
+        assert 0.0 <= metrics["pairwise_accuracy"] <= 1.0
+        assert set(metrics["aspect_mae"]) == {"following", "preserving", "quality"}
+        assert 0.0 <= metrics["human_ceiling"]["pairwise_accuracy"] <= 1.0
+    assert run.loss_curve and all("loss" in point for point in run.loss_curve)
+    assert run.val_curve
+
+
+def test_the_same_data_twice_does_not_replace_a_version_it_does_not_beat(judged_project):
+    first = _run(judged_project).version
+    second = _run(judged_project).version
+
+    first.refresh_from_db()
+    versus = second.metrics["versus_active"]
+    assert versus["against_version"] == 1
+    assert versus["items"] > 0
+    if versus["candidate"] > versus["active"]:
+        assert second.is_active and first.status == "retired"
+    else:
+        assert second.status == "candidate" and first.is_active
+    assert second.parent == first
+
+
+def test_too_few_judgements_skip_the_run_and_say_how_many_are_needed(procedural_project, settings):
+    settings.REWARD_MIN_TRAIN_JUDGEMENTS = 50
+    project = procedural_project(tasks=4, overlap=1)
+    fill_with_simulated_judgements(project, 4, annotators=1)
+
+    run = _run(project)
+
+    assert run.status == "skipped"
+    assert "needs at least 50 judgements" in run.message
+    assert not RewardModelVersion.objects.exists()
+
+
+def test_a_corrupt_image_fails_the_run_naming_the_image(judged_project, settings):
+    variant = judged_project.tasks.filter(split="train").first().variants.first()
+    path = settings.MEDIA_ROOT / variant.image.file.name
+    path.write_bytes(b"not a png any more")
+
+    run = _run(judged_project)
+
+    assert run.status == "failed"
+    assert variant.image.sha256 in run.message
+    assert not RewardModelVersion.objects.exists()
+
+
+def test_an_active_version_scores_every_variant(judged_project):
+    from rewards.variant_scores import score_project_variants
+
+    version = _run(judged_project).version
+
+    scored = score_project_variants(version)
+
+    variants = judged_project.tasks.count() * 4
+    assert scored == variants == VariantScore.objects.filter(version=version).count()
+
+
+def test_active_learning_moves_tasks_the_model_cannot_tell_apart_up(judged_project):
+    from rewards.variant_scores import score_project_variants
+
+    judged_project.active_learning = True
+    judged_project.save()
+    version = _run(judged_project).version
+
+    score_project_variants(version)
+
+    priorities = list(judged_project.tasks.values_list("model_priority", flat=True))
+    assert any(p > 0 for p in priorities)
+    assert all(0 <= p <= 100 for p in priorities)
+
+
+def test_the_scoring_function_matches_stored_scores(judged_project, settings):
+    from rewards.registry import loaded_model
+    from rewards.scoring import score_images
+    from rewards.variant_scores import score_project_variants
+
+    version = _run(judged_project).version
+    score_project_variants(version)
+    variant = judged_project.tasks.first().variants.first()
+    stored = VariantScore.objects.get(variant=variant, version=version)
+
+    with PILImage.open(settings.MEDIA_ROOT / variant.task.source.file.name) as source:
+        with PILImage.open(settings.MEDIA_ROOT / variant.image.file.name) as edited:
+            (fresh,) = score_images(
+                loaded_model(version), source.convert("RGB"), [edited.convert("RGB")],
+                variant.task.instruction,
+            )
+    assert fresh["overall"] == pytest.approx(stored.overall, abs=1e-4)
