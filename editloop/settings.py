@@ -221,15 +221,17 @@ CACHES = {
     }
 }
 CELERY_RESULT_EXTENDED = True
-CELERY_TASK_DEFAULT_QUEUE = "default"
+# Queue names are settings so that several deployments (or a test) can share one broker.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_DEFAULT_QUEUE", "default")
+CELERY_GPU_QUEUE = env_str("CELERY_GPU_QUEUE", "gpu")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Training and generation go to the `gpu` queue (a worker on the GPU machine consumes it).
 CELERY_TASK_ROUTES = {
-    "rewards.retrain": {"queue": "gpu"},
-    "rewards.score_variants": {"queue": "gpu"},
+    "rewards.retrain": {"queue": CELERY_GPU_QUEUE},
+    "rewards.score_variants": {"queue": CELERY_GPU_QUEUE},
 }
 # Schedules are copied into django-celery-beat's tables on start: edit them in the admin.
 CELERY_BEAT_SCHEDULE = {

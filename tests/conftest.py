@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import uuid
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,7 @@ from annotation.importers import import_directory
 from annotation.models import Membership, Project
 
 PASSWORD = "correct horse battery staple"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +30,8 @@ def _media_and_cache(settings, tmp_path_factory):
     own, so tests never see each other's counters and nothing is flushed from the Redis
     that the demo's broker may share."""
     settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
+    settings.MODEL_ROOT = tmp_path_factory.mktemp("models")
+    settings.REWARD_MODEL_ROOT = settings.MODEL_ROOT / "rewards"
     settings.CACHES = {
         "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
     }
@@ -169,3 +176,61 @@ def procedural_project(db, manager, tmp_path_factory):
         return project
 
     return make
+
+
+def database_url_of_this_test() -> str:
+    from django.db import connection
+
+    settings = connection.settings_dict
+    host = settings["HOST"]
+    where = f"?host={host}" if host.startswith("/") else ""
+    netloc = "" if where else f"{host}:{settings['PORT'] or 5432}"
+    credentials = settings["USER"] + (f":{settings['PASSWORD']}" if settings["PASSWORD"] else "")
+    return f"postgresql://{credentials}@{netloc}/{settings['NAME']}{where}"
+
+
+@dataclass
+class Worker:
+    queue: str
+    process: subprocess.Popen
+
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer or a lost machine would."""
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def celery_worker(transactional_db, settings):
+    """Factory: a real Celery worker process on a queue of its own, over the embedded Redis,
+    reading and writing this test's database and files. Tasks routed by the app's
+    configuration go to that queue for the test's duration."""
+    from editloop.celery import app
+
+    started: list[Worker] = []
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    routes, default = app.conf.task_routes, app.conf.task_default_queue
+    app.conf.task_routes, app.conf.task_default_queue = {"*": {"queue": queue}}, queue
+
+    def start(**env: str) -> Worker:
+        environment = {
+            **os.environ,
+            "DATABASE_URL": database_url_of_this_test(),
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "MODEL_ROOT": str(settings.MODEL_ROOT),
+            "CELERY_DEFAULT_QUEUE": queue,
+            "CELERY_GPU_QUEUE": queue,
+            **env,
+        }
+        command = [sys.executable, "-m", "celery", "-A", "editloop", "worker", "-Q", queue]
+        command += ["--pool", "solo", "--without-gossip", "--without-mingle", "-l", "WARNING"]
+        worker = Worker(queue, subprocess.Popen(command, cwd=ROOT, env=environment))
+        started.append(worker)
+        return worker
+
+    yield start
+    app.conf.task_routes, app.conf.task_default_queue = routes, default
+    for worker in started:
+        if worker.process.poll() is None:
+            worker.process.terminate()
+            worker.process.wait(timeout=30)

@@ -3,6 +3,10 @@
 import pytest
 from PIL import Image as PILImage
 
+from django.contrib.auth.models import User
+
+from annotation.assignment import lease_next_task
+from annotation.models import Membership
 from evaluation.simulated import fill_with_simulated_judgements
 from rewards import scheduling
 from rewards.models import RewardModelVersion, RewardTrainingRun, VariantScore
@@ -88,10 +92,11 @@ def test_a_corrupt_image_fails_the_run_naming_the_image(judged_project, settings
     assert not RewardModelVersion.objects.exists()
 
 
-def test_an_active_version_scores_every_variant(judged_project):
+def test_an_active_version_scores_every_variant(procedural_project, tiny_version):
     from rewards.variant_scores import score_project_variants
 
-    version = _run(judged_project).version
+    judged_project = procedural_project(tasks=3)
+    version = tiny_version(judged_project)
 
     scored = score_project_variants(version)
 
@@ -99,26 +104,43 @@ def test_an_active_version_scores_every_variant(judged_project):
     assert scored == variants == VariantScore.objects.filter(version=version).count()
 
 
-def test_active_learning_moves_tasks_the_model_cannot_tell_apart_up(judged_project):
+def test_active_learning_moves_tasks_the_model_cannot_tell_apart_up(
+    procedural_project, tiny_version
+):
     from rewards.variant_scores import score_project_variants
 
+    judged_project = procedural_project(tasks=4)
     judged_project.active_learning = True
     judged_project.save()
-    version = _run(judged_project).version
+    version = tiny_version(judged_project)
 
     score_project_variants(version)
 
     priorities = list(judged_project.tasks.values_list("model_priority", flat=True))
     assert any(p > 0 for p in priorities)
     assert all(0 <= p <= 100 for p in priorities)
+    # The queue serves the task the model is least sure about first.
+    newcomer = User.objects.create_user("newcomer")
+    Membership.objects.create(project=judged_project, user=newcomer)
+    assert lease_next_task(judged_project, newcomer).task.model_priority == max(priorities)
 
 
-def test_the_scoring_function_matches_stored_scores(judged_project, settings):
+def test_indistinguishability_is_one_for_equal_scores_and_near_zero_far_apart():
+    from rewards.variant_scores import indistinguishability
+
+    assert indistinguishability([0.3, 0.3, 2.0]) == pytest.approx(1.0)
+    assert indistinguishability([0.0, 12.0]) < 1e-4
+    assert indistinguishability([1.0]) == 0.0
+    assert indistinguishability([0.0, 1.0]) > indistinguishability([0.0, 2.0])
+
+
+def test_the_scoring_function_matches_stored_scores(procedural_project, tiny_version, settings):
     from rewards.registry import loaded_model
     from rewards.scoring import score_images
     from rewards.variant_scores import score_project_variants
 
-    version = _run(judged_project).version
+    judged_project = procedural_project(tasks=2)
+    version = tiny_version(judged_project)
     score_project_variants(version)
     variant = judged_project.tasks.first().variants.first()
     stored = VariantScore.objects.get(variant=variant, version=version)

@@ -1,0 +1,40 @@
+"""Reward-model fixtures: a tiny random-init model saved once per session."""
+
+from pathlib import Path
+
+import pytest
+
+from rewards.models import RewardModelVersion
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from rewards.reward_model import BlipRewardModel, RewardModelConfig
+
+    directory = tmp_path_factory.mktemp("tiny-reward-model") / "model"
+    BlipRewardModel.build(RewardModelConfig()).save(directory)
+    return directory
+
+
+@pytest.fixture
+def tiny_version(settings, tiny_model_dir):
+    """Factory: a registered version whose files are the untrained tiny model (for code that
+    needs a version, not a good one)."""
+
+    def make(project, number: int = 1, status: str = "active", metrics=None):  # noqa: ANN001, ANN202
+        directory = f"project-{project.pk}/v{number}"
+        target = Path(settings.REWARD_MODEL_ROOT) / directory
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(tiny_model_dir, target_is_directory=True)
+        return RewardModelVersion.objects.create(
+            project=project,
+            number=number,
+            status=status,
+            base="tiny",
+            is_random_init=True,
+            directory=directory,
+            dataset_hash="0" * 64,
+            metrics=metrics or {},
+        )
+
+    return make
