@@ -92,10 +92,10 @@ class RewardModelVersion(models.Model):
 
     def roll_back(self) -> RewardModelVersion | None:
         """Retire this active version and reactivate the one it replaced (its parent, or the
-        newest earlier version that was ever promoted). Returns the reactivated version."""
+        newest earlier version that was once active). Returns the reactivated version."""
         previous = self.parent or (
             RewardModelVersion.objects.filter(
-                project_id=self.project_id, number__lt=self.number, promoted_at__isnull=False
+                project_id=self.project_id, number__lt=self.number, status=self.Status.RETIRED
             )
             .order_by("-number")
             .first()
