@@ -42,14 +42,17 @@ class Command(BaseCommand):
             )
         except (scheduling.RetrainAlreadyRunning, ValueError) as error:
             raise CommandError(str(error)) from None
-        with tqdm(total=100, unit="%", desc=f"reward run {run.pk}") as bar:
+        bar = tqdm(total=100, unit="%", desc=f"reward run {run.pk}", file=self.stderr._out)
+        with bar:
 
             def show(fraction: float, message: str) -> None:
                 bar.update(round(100 * fraction) - bar.n)
                 bar.set_postfix_str(message[:60])
 
             execute(run, on_progress=show)
-        run.refresh_from_db()
+            run.refresh_from_db()
+            if run.status == RewardTrainingRun.Status.SUCCEEDED:
+                show(1.0, "done")
         self.stdout.write(f"run {run.pk}: {run.status}. {run.message}")
         if run.status != RewardTrainingRun.Status.SUCCEEDED:
             raise CommandError(f"the run ended {run.status}")
