@@ -33,7 +33,8 @@ class RetrainSerializer(serializers.Serializer):
             return value
         if not self.context["request"].user.is_staff:
             raise serializers.ValidationError(
-                f"only staff may name a checkpoint directory; use 'tiny' or '{settings.REWARD_BASE}'"
+                "only staff may name a checkpoint directory; "
+                f"use 'tiny' or '{settings.REWARD_BASE}'"
             )
         if not (Path(value) / "config.json").is_file():
             raise serializers.ValidationError(f"{value} is not a BLIP directory (no config.json)")

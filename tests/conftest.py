@@ -211,6 +211,7 @@ def celery_worker(transactional_db, settings):
     queue = f"test-{uuid.uuid4().hex[:8]}"
     routes, default = app.conf.task_routes, app.conf.task_default_queue
     app.conf.task_routes, app.conf.task_default_queue = {"*": {"queue": queue}}, queue
+    app.amqp.router = app.amqp.Router()  # the router caches the routes it was built with
 
     def start(**env: str) -> Worker:
         environment = {
@@ -230,6 +231,7 @@ def celery_worker(transactional_db, settings):
 
     yield start
     app.conf.task_routes, app.conf.task_default_queue = routes, default
+    app.amqp.router = app.amqp.Router()
     for worker in started:
         if worker.process.poll() is None:
             worker.process.terminate()

@@ -10,7 +10,11 @@ from rewards.models import RewardTrainingRun
 METRICS = {
     "epsilon": 0.0,
     "val": {"pairwise_accuracy": 0.66, "roc_auc": 0.7, "human_ceiling": {"pairwise_accuracy": 0.8}},
-    "test": {"pairwise_accuracy": 0.64, "roc_auc": 0.69, "human_ceiling": {"pairwise_accuracy": 0.79}},
+    "test": {
+        "pairwise_accuracy": 0.64,
+        "roc_auc": 0.69,
+        "human_ceiling": {"pairwise_accuracy": 0.79},
+    },
 }
 
 

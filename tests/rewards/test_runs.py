@@ -1,9 +1,8 @@
 """A retrain from judgements in Postgres to a registered, evaluated, promoted version."""
 
 import pytest
-from PIL import Image as PILImage
-
 from django.contrib.auth.models import User
+from PIL import Image as PILImage
 
 from annotation.assignment import lease_next_task
 from annotation.models import Membership

@@ -130,11 +130,10 @@ class Command(BaseCommand):
 def split_fractions_with_every_split(manifest: Path) -> tuple[float, float]:
     """val and test fractions that put at least one of the manifest's source photos in each
     split (the demo has only a handful of photos, and the split is fixed by their hashes)."""
+    sources = {json.loads(line)["source"] for line in manifest.read_text().splitlines()}
     buckets = sorted(
-        {
-            split_bucket(hashlib.sha256((manifest.parent / line["source"]).read_bytes()).hexdigest())
-            for line in map(json.loads, manifest.read_text().splitlines())
-        }
+        split_bucket(hashlib.sha256((manifest.parent / source).read_bytes()).hexdigest())
+        for source in sources
     )
     if len(buckets) < 3:
         return 0.1, 0.1
