@@ -151,3 +151,25 @@ def test_the_scoring_function_matches_stored_scores(procedural_project, tiny_ver
                 variant.task.instruction,
             )
     assert fresh["overall"] == pytest.approx(stored.overall, abs=1e-4)
+
+
+def test_a_candidate_that_only_ties_the_active_version_stays_a_candidate(
+    judged_project, tiny_version
+):
+    from rewards.records import judgement_records
+    from rewards.registry import loaded_model
+    from rewards.runs import decide_promotion, split_records
+    from rewards.selection import training_judgements
+
+    active = tiny_version(judged_project, number=1)
+    candidate = tiny_version(judged_project, number=2, status="candidate")
+    candidate.parent = active
+    heldout = split_records(judgement_records(training_judgements(judged_project)))["test"]
+
+    promoted = decide_promotion(candidate, loaded_model(candidate), heldout)
+
+    candidate.refresh_from_db(), active.refresh_from_db()
+    assert promoted is False
+    assert candidate.status == "candidate" and active.is_active
+    versus = candidate.metrics["versus_active"]
+    assert versus["candidate"] == versus["active"] and versus["items"] == len(heldout) > 0
