@@ -87,16 +87,27 @@ def new_judgements_since_last_version(project: Project) -> int:
 
 def retrain_due_projects() -> list[RewardTrainingRun]:
     """The scheduled check: a retrain for every project with at least its threshold of new
-    judgements and no retrain under way."""
+    judgements and no retrain under way. A project whose last run was skipped for too little
+    data waits for more judgements instead of being skipped again every few minutes."""
     started = []
     for project in Project.objects.all():
-        if new_judgements_since_last_version(project) < project.retrain_min_new_judgements:
+        new = new_judgements_since_last_version(project)
+        if new < project.retrain_min_new_judgements or _skipped_with(project, new):
             continue
         try:
             started.append(request_retrain(project, trigger=RewardTrainingRun.Trigger.SCHEDULE))
         except RetrainAlreadyRunning:
             continue
     return started
+
+
+def _skipped_with(project: Project, new_judgements: int) -> bool:
+    last = project.reward_runs.order_by("-created_at").first()
+    return (
+        last is not None
+        and last.status == RewardTrainingRun.Status.SKIPPED
+        and last.new_judgements == new_judgements
+    )
 
 
 def requeue_stalled_runs() -> list[int]:

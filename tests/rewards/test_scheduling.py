@@ -95,3 +95,19 @@ def test_stalled_runs_are_requeued(project, settings):
 
     run.refresh_from_db()
     assert run.status == "pending"
+
+
+def test_the_schedule_does_not_repeat_a_skipped_run_until_more_judgements_come(
+    project, annotator, other_annotator
+):
+    project.retrain_min_new_judgements = 1
+    project.save()
+    _judge(project, annotator, 1)
+    (run,) = scheduling.retrain_due_projects()
+    run.claim()
+    run.finish("skipped", "needs at least 20 judgements")
+
+    assert scheduling.retrain_due_projects() == []
+
+    _judge(project, other_annotator, 1)
+    assert len(scheduling.retrain_due_projects()) == 1
