@@ -200,6 +200,12 @@ class Worker:
         self.process.wait(timeout=30)
 
 
+def _reroute(app) -> None:  # noqa: ANN001
+    """Celery caches the prepared routes and the router built from them: rebuild both."""
+    app.amqp.flush_routes()
+    app.amqp.router = app.amqp.Router()
+
+
 @pytest.fixture
 def celery_worker(transactional_db, settings):
     """Factory: a real Celery worker process on a queue of its own, over the embedded Redis,
@@ -211,7 +217,7 @@ def celery_worker(transactional_db, settings):
     queue = f"test-{uuid.uuid4().hex[:8]}"
     routes, default = app.conf.task_routes, app.conf.task_default_queue
     app.conf.task_routes, app.conf.task_default_queue = {"*": {"queue": queue}}, queue
-    app.amqp.router = app.amqp.Router()  # the router caches the routes it was built with
+    _reroute(app)
 
     def start(**env: str) -> Worker:
         environment = {
@@ -231,7 +237,7 @@ def celery_worker(transactional_db, settings):
 
     yield start
     app.conf.task_routes, app.conf.task_default_queue = routes, default
-    app.amqp.router = app.amqp.Router()
+    _reroute(app)
     for worker in started:
         if worker.process.poll() is None:
             worker.process.terminate()
