@@ -5,8 +5,10 @@ encoder read the prompt and cross-attend to the ViT's visual tokens, then feedin
 [CLS] state to an MLP. An *edit* is judged against its source ("preserving"), so the
 vision encoder runs on both images and their tokens are concatenated, each tagged with a
 learned segment embedding (edited = 0, source = 1), before the text encoder attends to
-them. The [CLS] state feeds an overall head and one head per aspect (Multi-Reward §3:
-following / preserving / quality on 0-5):
+them (HIVE §3.2 scores an edit from both images the same way). With fusion="diff" (the
+default) change tokens join them: per-patch differences of the frozen features, which
+say how *much* the edit changed (see `change_tokens`). The [CLS] state feeds an overall
+head and one head per aspect (Multi-Reward §3: following / preserving / quality, 0-5):
 
 - `coarse`: overall head only;
 - `fine`:   overall head + independent aspect heads;
@@ -50,6 +52,7 @@ from rewards.tiny import BlipParts, build_tiny_blip
 
 DEFAULT_ASPECTS = ("following", "preserving", "quality")
 HEAD_MODES = ("coarse", "fine", "cbm")
+FUSIONS = ("diff", "late")
 TINY = "tiny"
 SCORE_MAX = 5.0
 CONFIG_FILE = "reward_model.json"
@@ -65,7 +68,9 @@ class RewardModelConfig:
     base: str = TINY  # "tiny" or the local BLIP directory the weights came from
     aspects: list[str] = field(default_factory=lambda: list(DEFAULT_ASPECTS))
     heads: str = "fine"  # coarse | fine | cbm
+    fusion: str = "diff"  # diff: edit + source + change tokens; late: edit + source only
     freeze_fraction: float = 0.7  # ImageReward §4.1 fixes 70% of the layers
+    text_freeze_fraction: float | None = None  # None: the same as freeze_fraction
     max_text_length: int = 35  # ImageReward's prompt length
     head_hidden: int = 128
     head_dropout: float = 0.1
@@ -76,6 +81,8 @@ class RewardModelConfig:
         self.base = str(self.base)
         if self.heads not in HEAD_MODES:
             raise ValueError(f"heads {self.heads!r} is not one of {HEAD_MODES}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion {self.fusion!r} is not one of {FUSIONS}")
         if not 0.0 <= self.freeze_fraction <= 1.0:
             raise ValueError(f"freeze_fraction {self.freeze_fraction} is not in [0, 1]")
         if self.heads != "coarse" and not self.aspects:
@@ -130,7 +137,13 @@ class BlipRewardModel(nn.Module):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         hidden_v, hidden_t = vision.config.hidden_size, text.config.hidden_size
-        self.segment_embedding = nn.Parameter(torch.randn(2, hidden_v) * 0.02)
+        # Learned segment embeddings: 0 edited, 1 source, 2 change (the HIVE/ImageReward
+        # concatenation of two images needs the model to know which token is which).
+        self.segment_embedding = nn.Parameter(torch.randn(3, hidden_v) * 0.02)
+        self.change_norm = self.change_proj = None
+        if config.fusion == "diff":
+            self.change_norm = nn.BatchNorm1d(2 * hidden_v)
+            self.change_proj = nn.Linear(2 * hidden_v, hidden_v)
         width, dropout = config.head_hidden, config.head_dropout
         self.overall_head = _head(hidden_t, width, dropout) if config.heads != "cbm" else None
         self.aspect_heads = nn.ModuleDict(
@@ -241,8 +254,13 @@ class BlipRewardModel(nn.Module):
         return frozen_layer_count(self.config.freeze_fraction, len(self.vision.encoder.layers))
 
     @property
+    def text_freeze_fraction(self) -> float:
+        fraction = self.config.text_freeze_fraction
+        return self.config.freeze_fraction if fraction is None else fraction
+
+    @property
     def n_frozen_text_layers(self) -> int:
-        return frozen_layer_count(self.config.freeze_fraction, len(self.text.encoder.layer))
+        return frozen_layer_count(self.text_freeze_fraction, len(self.text.encoder.layer))
 
     @property
     def has_frozen_vision(self) -> bool:
@@ -272,7 +290,7 @@ class BlipRewardModel(nn.Module):
         return [self.vision.embeddings, *layers]
 
     def _frozen_text_modules(self) -> list[nn.Module]:
-        if self.config.freeze_fraction <= 0:
+        if self.text_freeze_fraction <= 0:
             return []
         return [self.text.embeddings, *self.text.encoder.layer[: self.n_frozen_text_layers]]
 
@@ -296,9 +314,10 @@ class BlipRewardModel(nn.Module):
         return self
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only what training changes (checkpoints stay small on a base-size model)."""
-        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
-        return {k: v.detach().clone() for k, v in self.state_dict().items() if k in trainable}
+        """All but the frozen weights (checkpoints stay small on a base-size model); buffers
+        such as BatchNorm's running statistics are kept."""
+        frozen = {name for name, p in self.named_parameters() if not p.requires_grad}
+        return {k: v.detach().clone() for k, v in self.state_dict().items() if k not in frozen}
 
     # --- inputs ------------------------------------------------------------------------
 
@@ -331,18 +350,54 @@ class BlipRewardModel(nn.Module):
             hidden = layer(hidden)
         return hidden
 
-    def encode_image(self, images: torch.Tensor, from_features: bool = False) -> torch.Tensor:
-        """Visual tokens (N, T, H) from pixels, or from cached frozen features."""
+    def _frozen_or_embedded(self, images: torch.Tensor, from_features: bool) -> torch.Tensor:
+        """The input of the first trainable ViT layer."""
         if from_features:
-            hidden = images.to(self.device, self.dtype)
-            start = self.n_frozen_vision_layers
-        elif self.has_frozen_vision:
-            hidden, start = self.encode_frozen(images), self.n_frozen_vision_layers
-        else:
-            hidden, start = self.vision.embeddings(images.to(self.device, self.dtype)), 0
-        for layer in self.vision.encoder.layers[start:]:
+            return images.to(self.device, self.dtype)
+        if self.has_frozen_vision:
+            return self.encode_frozen(images)
+        return self.vision.embeddings(images.to(self.device, self.dtype))
+
+    def _trainable_vision(self, hidden: torch.Tensor) -> torch.Tensor:
+        for layer in self.vision.encoder.layers[self.n_frozen_vision_layers :]:
             hidden = layer(hidden)
         return self.vision.post_layernorm(hidden)
+
+    def visual_tokens(
+        self,
+        edited: torch.Tensor,
+        source: torch.Tensor,
+        group: torch.Tensor,
+        from_features: bool = False,
+    ) -> torch.Tensor:
+        """(N, 2T [+ 1 + T], H): the edit's ViT tokens, then its source's, each tagged with
+        its segment embedding; with fusion="diff" also the change tokens. A source shared
+        by several edits (`group`) runs through the ViT once."""
+        edited_frozen = self._frozen_or_embedded(edited, from_features)
+        source_frozen = self._frozen_or_embedded(source, from_features)
+        edited_tokens = self._trainable_vision(edited_frozen) + self.segment_embedding[0]
+        source_tokens = self._trainable_vision(source_frozen)[group] + self.segment_embedding[1]
+        tokens = [edited_tokens, source_tokens]
+        if self.config.fusion == "diff":
+            change = self.change_tokens(edited_frozen, source_frozen[group])
+            tokens.append(change + self.segment_embedding[2])
+        return torch.cat(tokens, dim=1)
+
+    def change_tokens(self, edited: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """(N, 1 + T, H): how much each patch changed, after a whole-image token.
+
+        The size of a change is what separates a weak, a good and an overdone edit, but
+        a pre-LN ViT cannot see it: LayerNorm divides each token's size out. So the signed
+        and absolute differences of the frozen features, |f(edit) - f(source)| as siamese
+        change detectors compare them, plus their mean over the image, are normalised per
+        channel with BatchNorm (across edits, so one edit's change stays larger than
+        another's) and projected into tokens the text encoder cross-attends to.
+        """
+        difference = edited - source
+        stats = torch.cat([difference, difference.abs()], dim=-1)
+        stats = torch.cat([stats.mean(1, keepdim=True), stats], dim=1)
+        normalised = self.change_norm(stats.flatten(0, 1)).view(stats.shape)
+        return self.change_proj(normalised)
 
     def forward(
         self,
@@ -357,16 +412,14 @@ class BlipRewardModel(nn.Module):
 
         input_ids/attention_mask (G, L) and source (G, ...) hold one row per group (a task:
         one source photo and instruction); edited (N, ...) holds the edits and group (N,)
-        says which row each edit belongs to, so a shared source is encoded once. Without
+        says which row each edit belongs to, so a shared source is read once. Without
         `group`, G == N. Images are pixels (., 3, S, S) or, with from_features, cached
         frozen features (., T, H).
         """
         if group is None:
-            group = torch.arange(edited.shape[0], device=self.device)
+            group = torch.arange(edited.shape[0])
         group = group.to(self.device)
-        edited_tokens = self.encode_image(edited, from_features) + self.segment_embedding[0]
-        source_tokens = self.encode_image(source, from_features)[group] + self.segment_embedding[1]
-        visual = torch.cat([edited_tokens, source_tokens], dim=1)
+        visual = self.visual_tokens(edited, source, group, from_features)
         visual_mask = torch.ones(visual.shape[:2], dtype=torch.long, device=self.device)
         text = self.text(
             input_ids=input_ids.to(self.device)[group],

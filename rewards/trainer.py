@@ -583,3 +583,22 @@ def _message(run: _Run, state: _State, row: dict[str, Any]) -> str:
     if "val_pairwise_accuracy" in row:
         text += f", val pairwise accuracy {row['val_pairwise_accuracy']:.3f}"
     return text
+
+
+def training_steps(
+    model: BlipRewardModel,
+    records: Sequence[JudgementRecord],
+    config: TrainConfig,
+    feature_cache: FeatureCache | None = None,
+) -> Iterator[dict[str, float]]:
+    """Bare optimisation steps (no evaluation, no checkpoints), for benchmarks and notebooks:
+    yields each step's losses and how many pairs it saw, forever (epoch after epoch)."""
+    config.validate()
+    seed_everything(config.seed)
+    progress: ProgressFn = lambda fraction, loss, message: None  # noqa: E731
+    run = _setup(model, records, [], config, Path("."), feature_cache, progress)
+    epoch = 0
+    while True:
+        for batch in _loader(run, run.train_set, _epoch_batches(run, epoch)):
+            yield {**_train_step(run, batch), "pairs": float(len(batch.pair_winner))}
+        epoch += 1

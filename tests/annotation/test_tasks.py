@@ -9,6 +9,7 @@ from annotation.assignment import lease_next_task
 from annotation.models import Assignment
 from annotation.tasks import expire_leases
 
+
 @pytest.fixture
 def worker_queue(celery_worker):
     return celery_worker().queue

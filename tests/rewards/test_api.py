@@ -151,11 +151,15 @@ def test_scoring_any_edit_with_the_active_version(trained, manager):
 def test_one_edited_image_gives_overall_and_aspects_at_the_top(trained, manager):
     project, version = trained
 
-    body = client_for(manager).post(
-        f"/api/v1/reward-models/{version.pk}/score/",
-        {"instruction": "x", "source": upload("s.png"), "edited": [upload("e.png")]},
-        format="multipart",
-    ).json()
+    body = (
+        client_for(manager)
+        .post(
+            f"/api/v1/reward-models/{version.pk}/score/",
+            {"instruction": "x", "source": upload("s.png"), "edited": [upload("e.png")]},
+            format="multipart",
+        )
+        .json()
+    )
 
     assert body["overall"] == body["results"][0]["overall"]
     assert set(body["aspects"]) == {"following", "preserving", "quality"}

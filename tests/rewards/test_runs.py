@@ -147,7 +147,9 @@ def test_the_scoring_function_matches_stored_scores(procedural_project, tiny_ver
     with PILImage.open(settings.MEDIA_ROOT / variant.task.source.file.name) as source:
         with PILImage.open(settings.MEDIA_ROOT / variant.image.file.name) as edited:
             (fresh,) = score_images(
-                loaded_model(version), source.convert("RGB"), [edited.convert("RGB")],
+                loaded_model(version),
+                source.convert("RGB"),
+                [edited.convert("RGB")],
                 variant.task.instruction,
             )
     assert fresh["overall"] == pytest.approx(stored.overall, abs=1e-4)

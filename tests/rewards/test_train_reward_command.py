@@ -17,8 +17,14 @@ def test_it_trains_a_version_and_reports_it(procedural_project, settings):
     out, err = io.StringIO(), io.StringIO()
 
     call_command(
-        "train_reward", project.name, "--heads", "cbm", "--set", "epochs=2",
-        stdout=out, stderr=err,
+        "train_reward",
+        project.name,
+        "--heads",
+        "cbm",
+        "--set",
+        "epochs=2",
+        stdout=out,
+        stderr=err,
     )
 
     version = RewardModelVersion.objects.get(project=project)
