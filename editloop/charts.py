@@ -51,7 +51,8 @@ def render(chart: Chart) -> str:
 
     parts = [_frame(chart, plot_w, plot_h)]
     parts += _y_ticks(y_low, y_high, sy, plot_w)
-    parts += _x_ticks(x_low, x_high, sx, plot_h)
+    whole = all(float(x).is_integer() for x, _ in points)
+    parts += _x_ticks(x_low, x_high, sx, plot_h, whole)
     for index, series in enumerate(chart.series):
         color = series.color or PALETTE[index % len(PALETTE)]
         parts.append(_line(series, color, sx, sy))
@@ -112,12 +113,14 @@ def _y_ticks(low: float, high: float, sy, plot_w: float) -> list[str]:  # noqa: 
     ]
 
 
-def _x_ticks(low: float, high: float, sx, plot_h: float) -> list[str]:  # noqa: ANN001
+def _x_ticks(low: float, high: float, sx, plot_h: float, whole: bool) -> list[str]:  # noqa: ANN001
+    """Ticks under the plot; only whole numbers when x counts things (versions, steps)."""
     y = MARGIN_TOP + plot_h
+    ticks = [t for t in nice_ticks(low, high) if not whole or float(t).is_integer()]
     return [
         f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{y}" y2="{y + 4}" stroke="#8a9099"/>'
         f'<text x="{sx(t):.1f}" y="{y + 16}" text-anchor="middle">{_fmt(t)}</text>'
-        for t in nice_ticks(low, high)
+        for t in ticks
     ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -82,8 +82,25 @@ def _ceiling(split_metrics: dict) -> float | None:
 
 
 class NoAddAdmin(admin.ModelAdmin):
+    """Rows written by the system: viewed, acted on through actions, never edited here."""
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(RewardTrainingRun)
@@ -137,7 +154,7 @@ class RewardTrainingRunAdmin(NoAddAdmin):
     def curves(self, run: RewardTrainingRun) -> str:
         return mark_safe(loss_chart(run))  # noqa: S308  (every label is escaped by charts)
 
-    @admin.display(description="")
+    @admin.display(description="auto-refresh")
     def live(self, run: RewardTrainingRun) -> str:
         if not run.is_active:
             return ""

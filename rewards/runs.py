@@ -8,6 +8,7 @@ Runs are created by rewards/scheduling.py (admin, API, beat, command); the Celer
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -141,8 +142,14 @@ def _report(run: RewardTrainingRun, fraction: float, message: str, **fields: obj
         run.echo(fraction, message)
 
 
+_STEP = re.compile(r"step (\d+)/")
+
+
 def _progress(run: RewardTrainingRun, fraction: float, loss: float | None, message: str) -> None:
-    curve = run.loss_curve + ([{"step": len(run.loss_curve), "loss": loss}] if loss else [])
+    """The live loss curve; the trainer's history replaces it when training ends."""
+    step = _STEP.search(message)
+    point = {"step": int(step.group(1)) if step else len(run.loss_curve), "loss": loss}
+    curve = run.loss_curve + ([point] if loss is not None else [])
     _report(run, 0.02 + 0.9 * fraction, message, current_loss=loss, loss_curve=curve[-2000:])
 
 

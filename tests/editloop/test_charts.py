@@ -38,3 +38,9 @@ def test_it_skips_missing_and_infinite_points():
 def test_nice_ticks_are_round_and_cover_the_range():
     assert nice_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert nice_ticks(3, 97) == [20, 40, 60, 80]
+
+
+def test_counted_x_values_get_whole_ticks_only():
+    svg = render(Chart("Versions", "version", "accuracy", [Series("test", [(1, 0.5), (2, 0.6)])]))
+
+    assert ">1.5</text>" not in svg and ">1</text>" in svg
