@@ -474,14 +474,14 @@ def _after_evaluation(run: _Run, state: _State, evaluation: dict[str, Any]) -> N
 # --- the loop ---------------------------------------------------------------------------------
 
 
-def _batches_from(run: _Run, step: int) -> Iterator[tuple[int, JudgementBatch]]:
-    """(epoch, batch) from `step` on, to the end of training."""
+def _batches_from(run: _Run, step: int) -> Iterator[JudgementBatch]:
+    """Batches from `step` on, to the end of training."""
     while step < run.total_steps:
         epoch, skip = divmod(step, run.steps_per_epoch)
         batches = _epoch_batches(run, epoch)[skip:]
         batches = batches[: run.total_steps - step]
         for batch in _loader(run, run.train_set, batches):
-            yield epoch, batch
+            yield batch
             step += 1
 
 
@@ -539,14 +539,14 @@ def train(
 
 def _loop(run: _Run, state: _State, progress: ProgressFn, should_stop: Callable[[], bool]) -> None:
     window: list[dict[str, float]] = []
-    for epoch, batch in _batches_from(run, state.step):
+    for batch in _batches_from(run, state.step):
         if should_stop():
             raise TrainingCancelled(state.step, save_checkpoint(run, state))
         window.append(_train_step(run, batch))
         state.step += 1
         evaluation_due = _is_evaluation_step(run, state.step)
         if state.step % run.config.log_every == 0 or evaluation_due:
-            row = _history_row(run, state, epoch, window)
+            row = _history_row(run, state, window)
             window = []
             if evaluation_due and len(run.val_set):
                 evaluation = evaluate(run)
@@ -558,15 +558,16 @@ def _loop(run: _Run, state: _State, progress: ProgressFn, should_stop: Callable[
             save_checkpoint(run, state)
         if state.stopped_early:
             break
-    if not len(run.val_set):  # nothing to select on: the last state is the best
-        state.best_step = state.step
+    changed = False
+    if not len(run.val_set) and state.best_step != state.step:
+        state.best_step = state.step  # nothing to select on: the last state is the best
         _save_best(run)
-    save_checkpoint(run, state)
+        changed = True
+    if changed or not (run.output_dir / f"{CHECKPOINT_PREFIX}{state.step}").is_dir():
+        save_checkpoint(run, state)  # the end of training, unless that step is saved already
 
 
-def _history_row(
-    run: _Run, state: _State, epoch: int, window: list[dict[str, float]]
-) -> dict[str, Any]:
+def _history_row(run: _Run, state: _State, window: list[dict[str, float]]) -> dict[str, Any]:
     mean = {key: float(np.mean([w[key] for w in window])) for key in window[0]}
     return {
         "step": state.step,
