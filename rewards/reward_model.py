@@ -83,8 +83,10 @@ class RewardModelConfig:
             raise ValueError(f"heads {self.heads!r} is not one of {HEAD_MODES}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion {self.fusion!r} is not one of {FUSIONS}")
-        if not 0.0 <= self.freeze_fraction <= 1.0:
-            raise ValueError(f"freeze_fraction {self.freeze_fraction} is not in [0, 1]")
+        for name in ("freeze_fraction", "text_freeze_fraction"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} {value} is not in [0, 1]")
         if self.heads != "coarse" and not self.aspects:
             raise ValueError(f"heads {self.heads!r} needs at least one aspect")
         self.aspects = list(self.aspects)

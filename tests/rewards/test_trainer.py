@@ -119,6 +119,14 @@ def test_training_from_cached_features_matches_training_from_pixels(
     assert losses(cached) == pytest.approx(losses(pixels), abs=1e-5)
 
 
+def test_dataloader_workers_give_the_same_losses(tmp_path: Path, data: dict) -> None:
+    cache = FeatureCache(tmp_path / "cache")
+    inline = train(fresh_model(), data["train"], [], config(max_steps=2), tmp_path / "a", cache)
+    workers = config(max_steps=2, num_workers=1)
+    forked = train(fresh_model(), data["train"], [], workers, tmp_path / "b", cache)
+    assert losses(forked) == pytest.approx(losses(inline), abs=1e-6)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [({"lr": -1.0}, "lr"), ({"tie_mode": "drop"}, "tie_mode"), ({"warmup": 1.5}, "warmup")],
