@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from django.conf import settings
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.importers import inspect_image
 from annotation.permissions import get_project_for
 from rewards import scheduling
 from rewards.models import RewardModelVersion, RewardTrainingRun
 
 MAX_SCORE_IMAGES = 32
-MAX_IMAGE_PIXELS = 40_000_000
 
 
 class RetrainSerializer(serializers.Serializer):
@@ -227,14 +227,14 @@ class ScoreView(APIView):
 
 
 def _open(field: str, upload) -> PILImage.Image:  # noqa: ANN001
+    """The same checks as an import (annotation.importers.inspect_image), then decode."""
+    data = upload.read()
     try:
-        image = PILImage.open(upload)
-        if image.width * image.height > MAX_IMAGE_PIXELS:
-            raise serializers.ValidationError({field: ["more than 40 million pixels"]})
-        image.load()
-    except (UnidentifiedImageError, OSError, PILImage.DecompressionBombError):
-        raise serializers.ValidationError({field: ["not a readable image"]}) from None
-    return image.convert("RGB")
+        inspect_image(data)
+    except ValueError as error:
+        raise serializers.ValidationError({field: [str(error)]}) from None
+    with PILImage.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")
 
 
 def score_with_version(
