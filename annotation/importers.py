@@ -558,3 +558,26 @@ def _store_gold_rankings(
             task.gold_ranking = [[rows[index].pk for index in tier] for tier in plan.gold_ranking]
             gold_tasks.append(task)
     EditTask.objects.bulk_update(gold_tasks, ["gold_ranking"])
+
+
+def store_pil_image(image: PILImage.Image) -> Image:
+    """A generated image as a content-addressed PNG row (the same layout as imports); the
+    same pixels twice give the same row."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    data = buffer.getvalue()
+    checked = inspect_image(data)
+    name = f"images/{checked.sha256[:2]}/{checked.sha256}.png"
+    if not default_storage.exists(name):
+        default_storage.save(name, ContentFile(data))
+    row, _ = Image.objects.get_or_create(
+        sha256=checked.sha256,
+        defaults={
+            "file": name,
+            "width": checked.width,
+            "height": checked.height,
+            "format": checked.format,
+            "size_bytes": checked.size_bytes,
+        },
+    )
+    return row

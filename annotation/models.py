@@ -191,6 +191,9 @@ class EditTask(models.Model):
     # 0-100, how little the active reward model can tell this task's variants apart; set
     # by reward scoring when the project uses active learning, 0 otherwise.
     model_priority = models.PositiveSmallIntegerField(default=0)
+    round = models.PositiveSmallIntegerField(
+        default=1, help_text="1 for imported tasks; each generation run adds a round."
+    )
     is_gold = models.BooleanField(default=False)
     gold_ranking = models.JSONField(
         null=True, blank=True, help_text="Known best→worst tiers of variant ids."

@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "annotation",
     "rewards",
+    "training",
 ]
 
 MIDDLEWARE = [
@@ -232,6 +233,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ROUTES = {
     "rewards.retrain": {"queue": CELERY_GPU_QUEUE},
     "rewards.score_variants": {"queue": CELERY_GPU_QUEUE},
+    "training.finetune": {"queue": CELERY_GPU_QUEUE},
+    "training.generate": {"queue": CELERY_GPU_QUEUE},
 }
 # Schedules are copied into django-celery-beat's tables on start: edit them in the admin.
 CELERY_BEAT_SCHEDULE = {
@@ -247,6 +250,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "rewards.requeue_stalled_runs",
         "schedule": timedelta(minutes=1),
     },
+    "requeue-stalled-training-jobs": {
+        "task": "training.requeue_stalled_jobs",
+        "schedule": timedelta(minutes=1),
+    },
 }
 
 # A running job whose heartbeat is older than this is taken for dead (killed worker).
@@ -258,6 +265,12 @@ REWARD_BASE = env_str("REWARD_BASE", "tiny")
 # Below these a retrain ends `skipped` and says how many judgements it needs.
 REWARD_MIN_TRAIN_JUDGEMENTS = env_int("REWARD_MIN_TRAIN_JUDGEMENTS", 20)
 REWARD_MIN_VAL_JUDGEMENTS = env_int("REWARD_MIN_VAL_JUDGEMENTS", 3)
+# Editor fine-tuning: `tiny` (random init, tests and the demo) or a local diffusers
+# InstructPix2Pix pipeline directory; a run with fewer training examples is skipped.
+FINETUNE_BASE = env_str("FINETUNE_BASE", "tiny")
+FINETUNE_MIN_EXAMPLES = env_int("FINETUNE_MIN_EXAMPLES", 8)
+# After a fine-tune, base and fine-tuned editors both edit this many test-split tasks.
+FINETUNE_EVAL_TASKS = env_int("FINETUNE_EVAL_TASKS", 8)
 
 LOGGING = {
     "version": 1,

@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/logout/", LogoutView.as_view(), name="logout"),
     path("api/v1/", include("annotation.urls_api")),
     path("api/v1/", include("rewards.urls_api")),
+    path("api/v1/", include("training.urls_api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include("annotation.urls")),

@@ -1,0 +1,253 @@
+"""Fine-tuning and generation endpoints: `POST /projects/{id}/finetune-runs/` and
+`GET /finetune-runs/{id}/` are in the API contract; generation runs and cancel sit beside."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.permissions import get_project_for
+from editloop.jobs import Job
+from rewards.models import RewardModelVersion
+from training import scheduling
+from training.models import FinetuneRun, GenerationRun
+
+
+def finetune_option_names() -> set[str]:
+    from training.trainer import FinetuneConfig  # loaded on the first launch only
+
+    return set(FinetuneConfig.__dataclass_fields__) - {"method"}
+
+
+def check_finetune_options(method: str, options: dict) -> dict:
+    from training.trainer import FinetuneConfig
+
+    unknown = sorted(set(options) - finetune_option_names())
+    if unknown:
+        raise serializers.ValidationError(
+            {"options": [f"unknown option(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted(finetune_option_names()))}"]}
+        )
+    try:
+        config = FinetuneConfig(method=method, **options)
+        if hasattr(config, "validate"):
+            config.validate()
+    except (TypeError, ValueError) as error:
+        raise serializers.ValidationError({"options": [str(error)]}) from None
+    return options
+
+
+class FinetuneRequestSerializer(serializers.Serializer):
+    method = serializers.ChoiceField(choices=FinetuneRun.Method.choices)
+    base = serializers.CharField(required=False)
+    reward_source = serializers.ChoiceField(
+        choices=FinetuneRun.RewardSource.choices, required=False
+    )
+    reward_version = serializers.IntegerField(required=False, allow_null=True)
+    filters = serializers.DictField(required=False)
+    options = serializers.DictField(required=False)
+    evaluate = serializers.BooleanField(required=False, default=True)
+    ab_batch = serializers.BooleanField(required=False, default=False)
+
+    def validate_base(self, value: str) -> str:
+        if value not in ("tiny", settings.FINETUNE_BASE) and not self.context[
+            "request"
+        ].user.is_staff:
+            raise serializers.ValidationError(
+                f"only staff may name a pipeline directory; use 'tiny' or "
+                f"'{settings.FINETUNE_BASE}'"
+            )
+        return value
+
+    def validate_reward_version(self, value: int | None) -> RewardModelVersion | None:
+        if value is None:
+            return None
+        found = RewardModelVersion.objects.filter(pk=value).first()
+        if found is None:
+            raise serializers.ValidationError(f"no reward model version {value}")
+        return found
+
+    def validate(self, attrs: dict) -> dict:
+        attrs["options"] = check_finetune_options(attrs["method"], attrs.get("options", {}))
+        return attrs
+
+
+class GenerationRequestSerializer(serializers.Serializer):
+    editor = serializers.CharField(required=False, default="procedural")
+    finetune_run = serializers.IntegerField(required=False, allow_null=True)
+    variants_per_task = serializers.IntegerField(required=False, min_value=2, max_value=16)
+    seeds = serializers.ListField(child=serializers.IntegerField(), required=False)
+    guidance_scales = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(min_value=0)), required=False
+    )
+    splits = serializers.ListField(
+        child=serializers.ChoiceField(choices=["train", "val", "test"]), required=False
+    )
+    max_tasks = serializers.IntegerField(required=False, min_value=1, allow_null=True)
+
+    def validate_editor(self, value: str) -> str:
+        if value not in ("procedural", "tiny") and not self.context["request"].user.is_staff:
+            raise serializers.ValidationError(
+                "only staff may name a pipeline directory; use 'procedural', 'tiny' or a "
+                "finetune_run"
+            )
+        return value
+
+    def validate_finetune_run(self, value: int | None) -> FinetuneRun | None:
+        if value is None:
+            return None
+        found = FinetuneRun.objects.filter(pk=value).first()
+        if found is None:
+            raise serializers.ValidationError(f"no fine-tune run {value}")
+        return found
+
+
+def job_payload(job: Job) -> dict:
+    return {
+        "id": job.pk,
+        "project": job.project_id,
+        "status": job.status,
+        "progress": round(job.progress, 4),
+        "message": job.message,
+        "attempts": job.attempts,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "heartbeat_at": job.heartbeat_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def finetune_payload(run: FinetuneRun) -> dict:
+    return {
+        **job_payload(run),
+        "method": run.method,
+        "base": run.base,
+        "tiny_random_init": run.is_random_init or run.base == "tiny",
+        "reward_source": run.reward_source,
+        "reward_version": run.reward_version_id,
+        "filters": run.filters,
+        "options": run.options,
+        "examples_used": run.examples_used,
+        "step": run.step,
+        "total_steps": run.total_steps,
+        "current_loss": run.current_loss,
+        "loss_curve": run.loss_curve,
+        "checkpoints": run.checkpoints,
+        "result": run.result,
+        "evaluation": run.evaluation,
+        "ab_project": run.ab_project_id,
+        "pipeline": str(run.pipeline_dir) if run.status == run.Status.SUCCEEDED else None,
+    }
+
+
+def generation_payload(run: GenerationRun) -> dict:
+    return {
+        **job_payload(run),
+        "editor": run.editor,
+        "finetune_run": run.finetune_run_id,
+        "round": run.round,
+        "variants_per_task": run.variants_per_task,
+        "seeds": run.seeds,
+        "guidance_scales": run.guidance_scales,
+        "splits": run.splits,
+        "max_tasks": run.max_tasks,
+        "tasks_created": run.tasks_created,
+        "variants_created": run.variants_created,
+    }
+
+
+def _job_for(request: Request, model: type[Job], pk: int) -> Job:
+    job = model.objects.filter(pk=pk).first()
+    if job is None:
+        raise Http404(f"no such {model._meta.verbose_name}")
+    get_project_for(request.user, job.project_id, manager=True)
+    return job
+
+
+def _cancel(job: Job) -> Response | None:
+    if job.is_finished:
+        return Response(
+            {"detail": f"the run already ended ({job.status})"}, status=status.HTTP_409_CONFLICT
+        )
+    job.request_cancel()
+    return None
+
+
+def _bad_request(error: scheduling.BadRequest) -> Response:
+    return Response({error.field: [error.message]}, status=status.HTTP_400_BAD_REQUEST)
+
+
+class FinetuneRunListView(APIView):
+    parser_classes = [JSONParser, FormParser]
+
+    @extend_schema(request=FinetuneRequestSerializer, responses={202: dict, 409: dict})
+    def post(self, request: Request, pk: int) -> Response:
+        project = get_project_for(request.user, pk, manager=True)
+        serializer = FinetuneRequestSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        data = {"base": settings.FINETUNE_BASE, **serializer.validated_data}
+        try:
+            run = scheduling.request_finetune(project, user=request.user, **data)
+        except scheduling.BadRequest as error:
+            return _bad_request(error)
+        except scheduling.FinetuneAlreadyRunning as busy:
+            return Response(
+                {"detail": str(busy), "run": finetune_payload(busy.run)},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(finetune_payload(run), status=status.HTTP_202_ACCEPTED)
+
+    def get(self, request: Request, pk: int) -> Response:
+        project = get_project_for(request.user, pk, manager=True)
+        return Response([finetune_payload(run) for run in project.finetune_runs.all()[:50]])
+
+
+class FinetuneRunView(APIView):
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(finetune_payload(_job_for(request, FinetuneRun, pk)))
+
+
+class FinetuneRunCancelView(APIView):
+    def post(self, request: Request, pk: int) -> Response:
+        run = _job_for(request, FinetuneRun, pk)
+        refused = _cancel(run)
+        return refused or Response(finetune_payload(run), status=status.HTTP_202_ACCEPTED)
+
+
+class GenerationRunListView(APIView):
+    parser_classes = [JSONParser, FormParser]
+
+    @extend_schema(request=GenerationRequestSerializer, responses={202: dict})
+    def post(self, request: Request, pk: int) -> Response:
+        project = get_project_for(request.user, pk, manager=True)
+        serializer = GenerationRequestSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        try:
+            run = scheduling.request_generation(
+                project, user=request.user, **serializer.validated_data
+            )
+        except scheduling.BadRequest as error:
+            return _bad_request(error)
+        return Response(generation_payload(run), status=status.HTTP_202_ACCEPTED)
+
+    def get(self, request: Request, pk: int) -> Response:
+        project = get_project_for(request.user, pk, manager=True)
+        return Response([generation_payload(run) for run in project.generation_runs.all()[:50]])
+
+
+class GenerationRunView(APIView):
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(generation_payload(_job_for(request, GenerationRun, pk)))
+
+
+class GenerationRunCancelView(APIView):
+    def post(self, request: Request, pk: int) -> Response:
+        run = _job_for(request, GenerationRun, pk)
+        refused = _cancel(run)
+        return refused or Response(generation_payload(run), status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,169 @@
+"""A generation run from start to finish: an editor makes K variants of each chosen task,
+and they go back to annotation as new tasks of a new round.
+
+Django glue around training/generate.py (the editor backends: the procedural editor, a
+diffusers pipeline, a fine-tuned run's pipeline). Each source task is generated and saved
+in its own transaction and remembered in GeneratedTask, so a run that was cancelled or
+whose worker died resumes with the tasks it had not done yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+from PIL import Image as PILImage
+
+from annotation.importers import store_pil_image
+from annotation.models import EditTask, Variant
+from editloop.jobs import JobCancelled
+from training.feedback import image_path
+from training.models import GeneratedTask, GenerationRun
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GUIDANCE = (7.5, 1.5)  # InstructPix2Pix's text and image guidance scales
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One variant of a task: its seed and guidance, recorded on the variant."""
+
+    seed: int
+    guidance_scale: float
+    image_guidance_scale: float
+
+
+def slots_of(run: GenerationRun) -> list[Slot]:
+    seeds = run.seeds or list(range(run.variants_per_task))
+    guidance = run.guidance_scales or [list(DEFAULT_GUIDANCE)] * run.variants_per_task
+    return [
+        Slot(int(seed), float(text), float(image))
+        for seed, (text, image) in zip(seeds, guidance, strict=True)
+    ]
+
+
+def editor_for(run: GenerationRun):  # noqa: ANN201  (a training.generate.Editor)
+    from training.generate import load_editor  # torch and diffusers: worker only
+
+    if run.finetune_run is not None:
+        editor = load_editor(str(run.finetune_run.pipeline_dir))
+        editor.version = run.finetune_run.model_version
+        return editor
+    return load_editor(run.editor)
+
+
+def source_tasks(run: GenerationRun) -> list[EditTask]:
+    """The earlier rounds' tasks, one per (photo, instruction), oldest first."""
+    tasks = EditTask.objects.filter(
+        project=run.project, is_gold=False, round__lt=run.round
+    ).select_related("source")
+    if run.splits:
+        tasks = tasks.filter(split__in=run.splits)
+    chosen: dict[tuple[int, str], EditTask] = {}
+    for task in tasks.order_by("id"):
+        chosen.setdefault((task.source_id, task.instruction), task)
+    found = list(chosen.values())
+    return found[: run.max_tasks] if run.max_tasks else found
+
+
+def execute(run: GenerationRun) -> None:
+    """Safe to call twice: only the caller that moves the run to ``running`` works."""
+    if not run.claim():
+        return
+    try:
+        generate_round(run)
+    except JobCancelled:
+        run.finish(GenerationRun.Status.CANCELLED, f"cancelled after {run.tasks_created} tasks")
+    except Exception as error:
+        log.exception("generation run %s failed", run.pk)
+        run.finish(GenerationRun.Status.FAILED, f"{type(error).__name__}: {error}")
+        raise
+    else:
+        run.finish(
+            GenerationRun.Status.SUCCEEDED,
+            f"round {run.round}: {run.tasks_created} new tasks, {run.variants_created} "
+            "variants, now in the annotation queue",
+        )
+
+
+def generate_round(run: GenerationRun) -> None:
+    editor = editor_for(run)
+    slots = slots_of(run)
+    tasks = source_tasks(run)
+    done = set(run.generated.values_list("source_task_id", flat=True))
+    run.report(0.0, f"{len(done)} of {len(tasks)} tasks already generated")
+    for number, task in enumerate(tasks, start=1):
+        if task.pk not in done:
+            images = edit_task(editor, task, slots)
+            save_generated_task(run, task, editor, slots, images)
+        run.report(
+            number / max(len(tasks), 1),
+            f"generated {number}/{len(tasks)} tasks",
+            tasks_created=run.generated.count(),
+            variants_created=Variant.objects.filter(task__generated_by__run=run).count(),
+        )
+
+
+def edit_task(editor, task: EditTask, slots: list[Slot]) -> list[PILImage.Image]:  # noqa: ANN001
+    with PILImage.open(image_path(task.source)) as opened:
+        source = opened.convert("RGB")
+    return [
+        editor.edit(
+            source,
+            task.instruction,
+            seed=slot.seed,
+            guidance_scale=slot.guidance_scale,
+            image_guidance_scale=slot.image_guidance_scale,
+        )
+        for slot in slots
+    ]
+
+
+def save_generated_task(
+    run: GenerationRun,
+    source_task: EditTask,
+    editor,  # noqa: ANN001
+    slots: list[Slot],
+    images: list[PILImage.Image],
+) -> EditTask | None:
+    """The new task with its variants, all or nothing. Identical outputs (an editor that
+    ignores the seed) are kept once; a task needs two different variants to be ranked."""
+    with transaction.atomic():
+        task = EditTask.objects.create(
+            project=run.project,
+            source=source_task.source,
+            instruction=source_task.instruction,
+            category=source_task.category,
+            split=source_task.split,
+            round=run.round,
+            external_id=f"{source_task.external_id}@r{run.round}" if source_task.external_id
+            else "",
+        )
+        stored = {}
+        for slot, image in zip(slots, images, strict=True):
+            row = store_pil_image(image)
+            stored.setdefault(row.pk, (row, slot))
+        if len(stored) < 2:
+            transaction.set_rollback(True)
+            log.warning("editor gave one distinct image for task %s; skipped", source_task.pk)
+            return None
+        Variant.objects.bulk_create(
+            Variant(
+                task=task,
+                image=row,
+                generator=editor.name,
+                model_version=editor.version,
+                seed=slot.seed,
+                params={
+                    "guidance_scale": slot.guidance_scale,
+                    "image_guidance_scale": slot.image_guidance_scale,
+                    "generation_run": run.pk,
+                    "round": run.round,
+                },
+            )
+            for row, slot in stored.values()
+        )
+        GeneratedTask.objects.create(run=run, source_task=source_task, task=task)
+    return task

@@ -1,0 +1,31 @@
+"""Thin Celery tasks: take primary keys, reload rows, call the plain run functions."""
+
+from celery import shared_task
+
+from training import scheduling
+from training.models import FinetuneRun, GenerationRun
+
+
+@shared_task(name="training.finetune", acks_late=True)
+def finetune(run_id: int) -> str:
+    from training.finetune_runs import execute  # torch: loaded by the worker only
+
+    run = FinetuneRun.objects.select_related("project").get(pk=run_id)
+    execute(run)
+    run.refresh_from_db()
+    return run.status
+
+
+@shared_task(name="training.generate", acks_late=True)
+def generate(run_id: int) -> str:
+    from training.generation_runs import execute
+
+    run = GenerationRun.objects.select_related("project", "finetune_run").get(pk=run_id)
+    execute(run)
+    run.refresh_from_db()
+    return run.status
+
+
+@shared_task(name="training.requeue_stalled_jobs")
+def requeue_stalled_jobs() -> list[str]:
+    return scheduling.requeue_stalled_jobs()
