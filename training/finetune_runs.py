@@ -77,8 +77,10 @@ def finetune(run: FinetuneRun) -> None:
         result=_result_summary(result),
     )
     if run.evaluate:
-        run.report(TRAINING_SHARE, "editing the test split with the base and fine-tuned editor",
-                   evaluation=evaluate_against_base(run, version))
+        evaluation = evaluate_against_base(run, version)
+        run.report(
+            0.99, "evaluated", evaluation=evaluation, ab_project_id=evaluation.get("ab_project")
+        )
 
 
 class StepReporter:
