@@ -56,8 +56,8 @@ def evaluation_html(run: FinetuneRun) -> str:
     means = evaluation.get("mean_reward")
     if means:
         rows += format_html(
-            "<p>Reward-model win rate of the fine-tuned editor: <b>{:.2f}</b>{}</p>",
-            evaluation["win_rate"],
+            "<p>Reward-model win rate of the fine-tuned editor: <b>{}</b>{}</p>",
+            f"{evaluation['win_rate']:.2f}",
             " (scored by a tiny random-init reward model)"
             if evaluation.get("reward_version_random_init") else "",
         )
@@ -84,7 +84,7 @@ def evaluation_html(run: FinetuneRun) -> str:
 
 
 def _reward_cells(values: dict, keys: list[str]) -> str:
-    return format_html_join("", "<td>{:.3f}</td>", ((values[k],) for k in keys))
+    return format_html_join("", "<td>{}</td>", ((f"{values[k]:.3f}",) for k in keys))
 
 
 class JsonField(forms.CharField):

@@ -16,18 +16,15 @@ from annotation.permissions import get_project_for
 from editloop.jobs import Job
 from rewards.models import RewardModelVersion
 from training import scheduling
+from training.config import FinetuneConfig
 from training.models import FinetuneRun, GenerationRun
 
 
 def finetune_option_names() -> set[str]:
-    from training.trainer import FinetuneConfig  # loaded on the first launch only
-
     return set(FinetuneConfig.__dataclass_fields__) - {"method"}
 
 
 def check_finetune_options(method: str, options: dict) -> dict:
-    from training.trainer import FinetuneConfig
-
     unknown = sorted(set(options) - finetune_option_names())
     if unknown:
         raise serializers.ValidationError(
@@ -35,9 +32,7 @@ def check_finetune_options(method: str, options: dict) -> dict:
                          f"{', '.join(sorted(finetune_option_names()))}"]}
         )
     try:
-        config = FinetuneConfig(method=method, **options)
-        if hasattr(config, "validate"):
-            config.validate()
+        FinetuneConfig(method=method, **options)  # validates every field
     except (TypeError, ValueError) as error:
         raise serializers.ValidationError({"options": [str(error)]}) from None
     return options

@@ -22,6 +22,7 @@ from annotation.importers import store_pil_image
 from annotation.models import EditTask, Membership, Project, Variant
 from editloop.jobs import JobCancelled
 from rewards.models import RewardModelVersion
+from training.config import FinetuneConfig
 from training.feedback import Filters, NotEnoughFeedback, image_path, training_data
 from training.models import FinetuneRun
 
@@ -58,7 +59,7 @@ def execute(run: FinetuneRun) -> None:
 
 
 def finetune(run: FinetuneRun) -> None:
-    from training.trainer import FinetuneConfig, train_editor  # torch: worker only
+    from training.trainer import train_editor  # torch: worker only
 
     version = run.reward_version or RewardModelVersion.active_for(run.project_id)
     data = training_data(

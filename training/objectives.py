@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 
+from training.config import ConditioningDropout
 from training.multireward import MultiRewardCondition
 from training.pix2pix import (
     EditorParts,
@@ -32,15 +33,6 @@ Extras = dict[str, float]
 QUALITY_WORDS = ("one", "two", "three", "four", "five")
 QUALITY_LEVELS = len(QUALITY_WORDS)
 BEST_QUALITY = QUALITY_LEVELS  # HIVE conditional reward: sample with "five out of five"
-
-
-@dataclass(frozen=True)
-class ConditioningDropout:
-    """InstructPix2Pix §3.2.1: 5% of examples lose the text, 5% the image, 5% both."""
-
-    text_only: float = 0.05
-    image_only: float = 0.05
-    both: float = 0.05
 
 
 DEFAULT_DROPOUT = ConditioningDropout()
