@@ -93,6 +93,29 @@ class Project(models.Model):
         help_text="Serve first the tasks whose variants the active reward model cannot tell "
         "apart (after priority).",
     )
+    # Quality control (evaluation/quality.py): empty thresholds switch a check off.
+    qc_min_gold_accuracy = models.FloatField(
+        null=True, blank=True, help_text="Flag an annotator whose gold accuracy falls below this."
+    )
+    qc_min_agreement = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Flag an annotator whose pairwise agreement with the others falls below this.",
+    )
+    qc_min_items = models.PositiveSmallIntegerField(
+        default=5, help_text="Judge nobody on fewer gold tasks or shared tasks than this."
+    )
+    qc_pause_flagged = models.BooleanField(
+        default=False, help_text="A flagged annotator gets no more tasks until a manager resumes."
+    )
+    disagreement_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="A complete task whose annotators agree less than this gets extra judgements.",
+    )
+    disagreement_extra = models.PositiveSmallIntegerField(
+        default=1, help_text="How many extra judgements a disputed task gets."
+    )
     members = models.ManyToManyField(User, through="Membership", related_name="projects")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -166,6 +189,13 @@ class Membership(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.ANNOTATOR)
+    flagged_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set by the quality check; cleared when figures recover."
+    )
+    flag_reason = models.CharField(max_length=300, blank=True)
+    paused = models.BooleanField(
+        default=False, help_text="Receives no tasks (quality control) until a manager resumes."
+    )
 
     class Meta:
         constraints = [
@@ -193,6 +223,9 @@ class EditTask(models.Model):
     model_priority = models.PositiveSmallIntegerField(default=0)
     round = models.PositiveSmallIntegerField(
         default=1, help_text="1 for imported tasks; each generation run adds a round."
+    )
+    extra_judgements = models.PositiveSmallIntegerField(
+        default=0, help_text="Judgements beyond the overlap (the disagreement queue)."
     )
     is_gold = models.BooleanField(default=False)
     gold_ranking = models.JSONField(
