@@ -50,6 +50,8 @@ class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 1
     autocomplete_fields = ["user"]
+    fields = ["user", "role", "paused", "flagged_at", "flag_reason"]
+    readonly_fields = ["flagged_at", "flag_reason"]
 
 
 @admin.register(Project)
@@ -102,10 +104,12 @@ class EditTaskAdmin(admin.ModelAdmin):
         "split",
         "priority",
         "is_gold",
+        "round",
         "judgement_count",
+        "extra_judgements",
         "project",
     ]
-    list_filter = ["project", "category", "split", "is_gold"]
+    list_filter = ["project", "category", "split", "is_gold", "round"]
     search_fields = ["instruction", "external_id"]
     list_select_related = ["source", "project"]
     readonly_fields = ["source_preview", "judgement_count", "split"]
@@ -248,3 +252,4 @@ class AnnotatorAdmin(ReadOnlyAdmin):
 
 def _seconds(milliseconds: float | None) -> str:
     return "—" if milliseconds is None else f"{milliseconds / 1000:.1f}"
+

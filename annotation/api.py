@@ -146,7 +146,12 @@ class NextTaskView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         project = get_project_for(request.user, pk)
         keep = _assignment_ids(request.data.get("keep", []) if hasattr(request.data, "get") else [])
-        assignment = queue.lease_next_task(project, request.user, keep=keep)
+        try:
+            assignment = queue.lease_next_task(project, request.user, keep=keep)
+        except queue.AnnotatorPaused as paused:
+            return Response(
+                {"detail": str(paused), "paused": True}, status=status.HTTP_403_FORBIDDEN
+            )
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(lease_payload(assignment))

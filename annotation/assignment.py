@@ -1,8 +1,10 @@
 """Which task an annotator judges next, safe under any number of concurrent callers.
 
 Rules (DESIGN.md, "Assignment"):
-- each regular task is judged by ``project.overlap`` distinct annotators; a slot is held
-  by a submitted judgement or by a lease that has not expired;
+- each regular task is judged by ``project.overlap`` distinct annotators (plus the task's
+  ``extra_judgements`` when quality control found its annotators disagreeing); a slot is
+  held by a submitted judgement or by a lease that has not expired;
+- an annotator paused by quality control gets nothing;
 - never the same annotator twice on one task (also a unique constraint);
 - highest priority first, then (active learning) the tasks the reward model is least
   sure about, then fewest judgements, then oldest;
@@ -26,7 +28,7 @@ from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 
-from annotation.models import Assignment, Project, image_url
+from annotation.models import Assignment, Membership, Project, image_url
 
 MAX_CANDIDATE_TRIES = 8
 
@@ -34,17 +36,18 @@ MAX_CANDIDATE_TRIES = 8
 # this annotator had it), per row through the (task_id, ...) index: cost stays flat however
 # long an annotator's history grows.
 _CANDIDATE_SQL = """
-SELECT t.id
+SELECT t.id, t.extra_judgements
 FROM annotation_edittask t
 WHERE t.project_id = %(project)s
   AND t.is_gold = %(gold)s
-  AND (%(gold)s OR t.judgement_count < %(overlap)s)
+  AND (%(gold)s OR t.judgement_count < %(overlap)s + t.extra_judgements)
   AND t.id <> ALL(%(rejected)s)
   AND (
       SELECT NOT coalesce(bool_or(a.annotator_id = %(annotator)s), false)
          AND (%(gold)s OR count(*) FILTER (
                  WHERE a.status = 'submitted'
-                    OR (a.status = 'leased' AND a.expires_at > %(now)s)) < %(overlap)s)
+                    OR (a.status = 'leased' AND a.expires_at > %(now)s))
+                 < %(overlap)s + t.extra_judgements)
       FROM annotation_assignment a
       WHERE a.task_id = t.id)
 ORDER BY t.priority DESC, t.model_priority DESC, t.judgement_count ASC, t.id ASC
@@ -75,7 +78,8 @@ def lease_next_task(
     keep: frozenset[int] = frozenset(),
     rng: random.Random | None = None,
 ) -> Assignment | None:
-    """The annotator's next assignment, or None when there is no work for them.
+    """The annotator's next assignment, or None when there is no work for them; raises
+    AnnotatorPaused for an annotator quality control has paused.
 
     ``keep`` holds assignment ids the caller already has on screen (the task being
     judged, a prefetched one); any other live lease of theirs is handed back first, so
@@ -83,6 +87,9 @@ def lease_next_task(
     """
     rng = rng or random.Random()
     now = timezone.now()
+    paused = _pause_reason(project, annotator)
+    if paused is not None:
+        raise AnnotatorPaused(paused)
     with transaction.atomic():
         resumed = _live_lease_to_resume(project, annotator, keep, now)
         if resumed is not None:
@@ -106,6 +113,22 @@ WHERE a.annotator_id = %(annotator)s AND a.status = 'leased' AND a.expires_at > 
 ORDER BY a.leased_at
 LIMIT 1
 """
+
+
+class AnnotatorPaused(Exception):
+    """Quality control paused this annotator on this project: no tasks until a manager
+    resumes them."""
+
+
+def _pause_reason(project: Project, annotator: User) -> str | None:
+    found = Membership.objects.filter(project=project, user=annotator, paused=True)
+    reason = found.values_list("flag_reason", flat=True).first()
+    if reason is None:
+        return None
+    return (
+        f"quality control paused you on this project ({reason or 'a manager paused you'}); "
+        "a manager can resume you"
+    )
 
 
 def _live_lease_to_resume(
@@ -139,10 +162,10 @@ def _claim_task(project: Project, annotator: User, now: datetime, *, gold: bool)
             row = cursor.fetchone()
             if row is None:
                 return None
-            task_id = row[0]
+            task_id, extra = row
             # The candidate query's snapshot predates our lock: re-count with a fresh one.
             slots = count_slots(task_id, annotator.pk, now)
-            if not slots.annotator_has_one and (gold or slots.holding < project.overlap):
+            if not slots.annotator_has_one and (gold or slots.holding < project.overlap + extra):
                 return task_id
             rejected.append(task_id)
     return None

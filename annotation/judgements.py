@@ -247,7 +247,8 @@ def _check_lease_can_take_judgement(assignment: Assignment) -> None:
     # task row first, as leasing does, so the count cannot change under us.
     EditTask.objects.select_for_update().filter(pk=assignment.task_id).values_list("pk").get()
     slots = count_slots(assignment.task_id, assignment.annotator_id, now)
-    if not assignment.task.is_gold and slots.holding >= assignment.task.project.overlap:
+    task = assignment.task
+    if not task.is_gold and slots.holding >= task.project.overlap + task.extra_judgements:
         raise JudgementConflict("the lease expired and the task was given to another annotator")
 
 

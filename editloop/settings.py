@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "annotation",
     "rewards",
     "training",
+    "evaluation",
 ]
 
 MIDDLEWARE = [
@@ -249,6 +250,10 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stalled-reward-runs": {
         "task": "rewards.requeue_stalled_runs",
         "schedule": timedelta(minutes=1),
+    },
+    "quality-checks": {
+        "task": "evaluation.quality_checks",
+        "schedule": timedelta(minutes=env_int("QUALITY_CHECK_MINUTES", 10)),
     },
     "requeue-stalled-training-jobs": {
         "task": "training.requeue_stalled_jobs",

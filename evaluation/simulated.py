@@ -16,7 +16,7 @@ from collections.abc import Callable
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from annotation.assignment import lease_next_task
+from annotation.assignment import AnnotatorPaused, lease_next_task
 from annotation.judgements import submit_judgement
 from annotation.models import Assignment, Membership, Project, Variant
 from evaluation.simulation import SimulatedAnnotator, simulate
@@ -62,7 +62,10 @@ def fill_with_simulated_judgements(
     made, idle = 0, 0
     while made < judgements and idle < len(users):
         user = users[made % len(users)] if idle == 0 else rng.choice(users)
-        assignment = lease_next_task(project, user, rng=rng)
+        try:
+            assignment = lease_next_task(project, user, rng=rng)
+        except AnnotatorPaused:
+            assignment = None
         if assignment is None:
             idle += 1
             users.remove(user)

@@ -182,6 +182,9 @@
 
   function leaseErrorMessage(error, delay) {
     const seconds = Math.round(delay / 1000);
+    if (error instanceof ApiError && error.data && error.data.paused) {
+      return `${error.data.detail}. Retrying in ${seconds} s.`;
+    }
     if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
       return `You are not logged in any more. Log in again in another tab; retrying in ${seconds} s.`;
     }
