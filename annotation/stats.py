@@ -56,7 +56,19 @@ def project_stats(project: Project) -> dict:
         **assignments,
         "tasks_by_split": by_split,
         "annotators": annotator_figures(project),
+        "agreement": agreement_figures(project),
     }
+
+
+def agreement_figures(project: Project) -> dict:
+    """Agreement, gold accuracy, position bias and per-annotator quality (by username)."""
+    from evaluation.quality import quality_report
+
+    report = quality_report(project)
+    report["by_annotator"] = {
+        figures.pop("username"): figures for figures in report["by_annotator"].values()
+    }
+    return report
 
 
 def annotator_figures(project: Project) -> list[dict]:

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from annotation.models import Project
-from annotation.permissions import get_project_for, visible_projects
+from annotation.permissions import get_project_for, roles_of, visible_projects
 from annotation.stats import progress_for_annotator
 
 _BLANK_LINES = re.compile(r"\n\s*\n")
@@ -31,8 +31,13 @@ def guideline_paragraphs(markdown: str) -> list[str]:
 @login_required
 def queue(request: HttpRequest) -> HttpResponse:
     projects = visible_projects(request.user).order_by("name")
+    roles = roles_of(request.user)
     rows = [
-        {"project": project, "progress": progress_for_annotator(project, request.user)}
+        {
+            "project": project,
+            "progress": progress_for_annotator(project, request.user),
+            "role": roles.get(project.pk),
+        }
         for project in projects
     ]
     return render(request, "annotation/queue.html", {"rows": rows})

@@ -160,3 +160,60 @@ def _empty(chart: Chart) -> str:
         f'<text x="8" y="20" font-weight="600">{escape(chart.title)}</text>'
         '<text x="8" y="42" fill="#6b7280">no data yet</text></svg>'
     )
+
+
+@dataclass
+class Bars:
+    """Horizontal bars: one labelled value each (annotators, aspects, generators)."""
+
+    title: str
+    value_label: str
+    bars: Sequence[tuple[str, float]]
+    max_value: float | None = None
+    width: int = 640
+    bar_height: int = 18
+
+
+BAR_LABEL_WIDTH = 190
+
+
+def render_bars(chart: Bars) -> str:
+    """The bars as an ``<svg>`` element; labels and values escaped, None values skipped."""
+    bars = [(label, value) for label, value in chart.bars if value is not None]
+    if not bars:
+        return _empty(Chart(chart.title, "", ""))
+    top = max([value for _, value in bars] + [chart.max_value or 0]) or 1.0
+    plot_w = chart.width - BAR_LABEL_WIDTH - 70
+    height = MARGIN_TOP + len(bars) * (chart.bar_height + 6) + 28
+    rows = [
+        _bar(index, label, value, top, plot_w, chart.bar_height)
+        for index, (label, value) in enumerate(bars)
+    ]
+    footer_y = height - 8
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+        f'width="{chart.width}" height="{height}" viewBox="0 0 {chart.width} {height}" '
+        f'aria-label="{escape(chart.title)}" font-family="system-ui, sans-serif" font-size="11">'
+        f'<text x="8" y="16" font-size="13" font-weight="600">{escape(chart.title)}</text>'
+        + "".join(rows)
+        + f'<text x="{BAR_LABEL_WIDTH}" y="{footer_y}" fill="#6b7280">'
+        f"{escape(chart.value_label)} (full width = {_fmt(top)})</text></svg>"
+    )
+
+
+def _bar(index: int, label: str, value: float, top: float, plot_w: float, size: int) -> str:
+    y = MARGIN_TOP + index * (size + 6)
+    length = max(0.0, value) / top * plot_w
+    color = PALETTE[0] if value >= 0 else PALETTE[1]
+    return (
+        f'<text x="{BAR_LABEL_WIDTH - 6}" y="{y + size - 5}" text-anchor="end">'
+        f"{escape(str(label))[:28]}</text>"
+        f'<rect x="{BAR_LABEL_WIDTH}" y="{y}" width="{length:.1f}" height="{size}" '
+        f'fill="{color}"><title>{escape(str(label))}: {_fmt(value)}</title></rect>'
+        f'<text x="{BAR_LABEL_WIDTH + length + 4:.1f}" y="{y + size - 5}">'
+        f"{_bar_value(value)}</text>"
+    )
+
+
+def _bar_value(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"

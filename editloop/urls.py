@@ -14,5 +14,6 @@ urlpatterns = [
     path("api/v1/", include("training.urls_api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", include("evaluation.urls")),
     path("", include("annotation.urls")),
 ]

@@ -9,12 +9,14 @@ import subprocess
 import sys
 import uuid
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from PIL import Image as PILImage
+from playwright.sync_api import Browser, Page, sync_playwright
 from rest_framework.test import APIClient
 
 from annotation.importers import import_directory
@@ -242,3 +244,57 @@ def celery_worker(transactional_db, settings):
         if worker.process.poll() is None:
             worker.process.terminate()
             worker.process.wait(timeout=30)
+
+
+# --- the browser (Debian's Chromium through Playwright; never a downloaded browser) ---------
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-dev-shm-usage",
+]
+LAPTOP = {"width": 1366, "height": 768}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # Playwright's sync API keeps an event loop in this thread; Django would then refuse
+    # database calls from the test body as "async context".
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+    if previous is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def page(browser: Browser, live_server) -> Iterator[Page]:
+    context = browser.new_context(viewport=LAPTOP, base_url=live_server.url)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def log_in_as(page, username: str, next_path: str) -> None:  # noqa: ANN001
+    """Log in through the real form and wait until ``next_path`` is shown."""
+    from urllib.parse import urlparse
+
+    page.goto(f"/accounts/login/?next={next_path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_function(f"location.pathname === {next_path!r}")
+    assert urlparse(page.url).path == next_path

@@ -1,4 +1,8 @@
-from editloop.charts import Chart, Series, nice_ticks, render
+import re
+
+import pytest
+
+from editloop.charts import Bars, Chart, Series, nice_ticks, render, render_bars
 
 
 def test_it_draws_one_labelled_line_per_series():
@@ -44,3 +48,13 @@ def test_counted_x_values_get_whole_ticks_only():
     svg = render(Chart("Versions", "version", "accuracy", [Series("test", [(1, 0.5), (2, 0.6)])]))
 
     assert ">1.5</text>" not in svg and ">1</text>" in svg
+
+
+def test_bars_escape_labels_skip_missing_values_and_scale_to_the_largest():
+    svg = render_bars(Bars("Judgements", "count", [("<b>ann</b>", 4), ("bob", None), ("cy", 2)]))
+
+    assert "&lt;b&gt;ann&lt;/b&gt;" in svg and "<b>" not in svg
+    assert svg.count("<rect") == 2  # bob has no value
+    widths = [float(w) for w in re.findall(r'<rect x="\d+" y="\d+" width="([\d.]+)"', svg)]
+    assert widths[0] == pytest.approx(2 * widths[1])
+    assert "no data yet" in render_bars(Bars("Empty", "count", [("a", None)]))

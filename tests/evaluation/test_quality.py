@@ -99,9 +99,9 @@ def test_a_paused_annotator_gets_no_tasks_and_is_told_why(gold_project, annotato
     assert membership.paused and membership.flagged_at is not None
     # ... until a manager resumes them.
     Membership.objects.filter(pk=membership.pk).update(paused=False)
-    assert client_for(annotator).post(
-        f"/api/v1/projects/{gold_project.pk}/next/"
-    ).status_code == 200
+    assert (
+        client_for(annotator).post(f"/api/v1/projects/{gold_project.pk}/next/").status_code == 200
+    )
 
 
 def test_a_disputed_task_gets_an_extra_judgement(project, annotator, other_annotator):
@@ -125,9 +125,7 @@ def test_a_disputed_task_gets_an_extra_judgement(project, annotator, other_annot
     assert run_quality_check(project).disputed_tasks == []
 
 
-def test_without_the_extra_a_complete_task_is_not_served_again(
-    project, annotator, other_annotator
-):
+def test_without_the_extra_a_complete_task_is_not_served_again(project, annotator, other_annotator):
     third = make_user("third")
     Membership.objects.create(project=project, user=third)
     task = EditTask.objects.filter(project=project).order_by("id").first()
@@ -168,3 +166,19 @@ def test_the_scheduled_check_covers_projects_with_a_threshold(gold_project, anno
 
     assert list(results) == [gold_project.pk]
     assert "flagged 1" in results[gold_project.pk]
+
+
+def test_the_admin_action_runs_the_check_and_links_the_dashboard(
+    gold_project, annotator, admin_client
+):
+    judge_task(gold_project, annotator, gold_task(gold_project), [3, 2, 1, 0])
+
+    response = admin_client.post(
+        "/admin/annotation/project/",
+        {"action": "run_quality_check_now", "_selected_action": [gold_project.pk]},
+        follow=True,
+    )
+
+    assert "flagged 1" in response.content.decode()
+    assert f"/projects/{gold_project.pk}/dashboard/" in response.content.decode()
+    assert Membership.objects.get(project=gold_project, user=annotator).flagged_at is not None
