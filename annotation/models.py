@@ -379,3 +379,6 @@ class Annotator(User):
     class Meta:
         proxy = True
         verbose_name = "annotator"
+
+
+from annotation.export_models import ExportRun  # noqa: E402,F401

@@ -255,6 +255,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "evaluation.quality_checks",
         "schedule": timedelta(minutes=env_int("QUALITY_CHECK_MINUTES", 10)),
     },
+    "requeue-stalled-exports": {
+        "task": "annotation.requeue_stalled_exports",
+        "schedule": timedelta(minutes=1),
+    },
     "requeue-stalled-training-jobs": {
         "task": "training.requeue_stalled_jobs",
         "schedule": timedelta(minutes=1),

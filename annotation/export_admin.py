@@ -1,0 +1,159 @@
+"""Admin pages for dataset exports: launch from an add form (or a project's action), follow
+the progress bar, download the archive, cancel; deleting an export deletes its archive."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from annotation import export_runs, exporters
+from annotation.admin import ProjectAdmin
+from annotation.export_models import ExportRun
+from rewards.admin import NoAddAdmin, progress_bar
+
+LIVE_REFRESH = (
+    "<small>refreshing every 3 s while the export is active</small>"
+    "<script>setTimeout(() => location.reload(), 3000)</script>"
+)
+
+
+class ExportLaunchForm(forms.ModelForm):
+    images = forms.ChoiceField(
+        choices=[("", "default for the format (files; embed for hf)"), *ExportRun.Images.choices],
+        required=False,
+    )
+    filters = forms.JSONField(
+        required=False,
+        initial=dict,
+        help_text='e.g. {"exclude_simulated": true, "rounds": [1], "min_agreement": 0.6, '
+        '"since": "2026-11-01", "generators": ["ip2p"], "exclude_gold": true}',
+    )
+    aspect_pairs = forms.BooleanField(
+        required=False, help_text="pairs: also one row per aspect from the scores"
+    )
+    include_ties = forms.BooleanField(
+        required=False, initial=True, help_text="dpo: tied pairs with labels 0.5 / 0.5"
+    )
+
+    class Meta:
+        model = ExportRun
+        fields = ["project", "kind", "format", "images", "filters", "aspect_pairs",
+                  "include_ties"]
+
+    def request_data(self) -> dict:
+        data = self.cleaned_data
+        body = {"kind": data.get("kind"), "format": data.get("format"),
+                "filters": data.get("filters") or {}}
+        if data.get("images"):
+            body["images"] = data["images"]
+        if data.get("kind") == "pairs":
+            body["aspect_pairs"] = bool(data.get("aspect_pairs"))
+        if data.get("kind") == "dpo":
+            body["include_ties"] = bool(data.get("include_ties"))
+        return body
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            exporters.parse_request(self.request_data())
+        except exporters.ExportInvalid as invalid:
+            for name, messages in invalid.errors.items():
+                text = json.dumps(messages) if isinstance(messages, dict) else "; ".join(messages)
+                self.add_error(name if name in self.fields else None, text)
+        return data
+
+
+@admin.register(ExportRun)
+class ExportRunAdmin(NoAddAdmin):
+    list_display = ["id", "project", "kind", "format", "images", "progress_column",
+                    "rows_written", "size", "download_link", "message", "created_at"]
+    list_filter = ["status", "kind", "format", "project"]
+    actions = ["cancel_runs"]
+    form = ExportLaunchForm
+    readonly = ["project", "progress_column", "live", "message", "download_link", "kind",
+                "format", "images", "filters", "options", "counts", "rows_written", "size",
+                "content_sha256", "manifest_pretty", "trigger", "requested_by", "attempts",
+                "created_at", "started_at", "heartbeat_at", "finished_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_staff
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return request.method == "GET" and super().has_change_permission(request, obj)
+
+    def get_fields(self, request: HttpRequest, obj: ExportRun | None = None) -> list[str]:
+        return self.readonly if obj else list(ExportLaunchForm.Meta.fields)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ExportRun | None = None):  # noqa: ANN201
+        return self.readonly if obj else []
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("project")
+
+    def save_model(self, request: HttpRequest, obj: ExportRun, form, change: bool) -> None:  # noqa: ANN001
+        run = export_runs.request_export(
+            form.cleaned_data["project"],
+            form.request_data(),
+            trigger=ExportRun.Trigger.ADMIN,
+            user=request.user,
+        )
+        obj.pk = obj.id = run.pk
+
+    def delete_model(self, request: HttpRequest, obj: ExportRun) -> None:
+        obj.delete_file()
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for run in queryset:
+            run.delete_file()
+        super().delete_queryset(request, queryset)
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_column(self, run: ExportRun) -> str:
+        return progress_bar(run.progress, run.status)
+
+    @admin.display(description="auto-refresh")
+    def live(self, run: ExportRun) -> str:
+        return mark_safe(LIVE_REFRESH) if run.is_active else ""  # noqa: S308 (constant)
+
+    @admin.display(description="size", ordering="size_bytes")
+    def size(self, run: ExportRun) -> str:
+        return exporters.human_bytes(run.size_bytes) if run.size_bytes else "—"
+
+    @admin.display(description="archive")
+    def download_link(self, run: ExportRun) -> str:
+        if run.status != ExportRun.Status.SUCCEEDED:
+            return "—"
+        url = reverse("api-export-download", args=[run.pk])
+        return format_html('<a href="{}">download .zip</a>', url)
+
+    @admin.display(description="manifest")
+    def manifest_pretty(self, run: ExportRun) -> str:
+        if not run.manifest:
+            return "—"
+        return format_html("<pre>{}</pre>", json.dumps(run.manifest, indent=2))
+
+    @admin.action(description="Cancel selected exports")
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        cancelled = [run.pk for run in queryset if run.is_active and run.request_cancel()]
+        self.message_user(request, f"asked {len(cancelled)} export(s) to stop: {cancelled}")
+
+
+@admin.action(description="Export a dataset…")
+def export_dataset(modeladmin, request: HttpRequest, queryset: QuerySet):  # noqa: ANN001, ANN201
+    """On the Projects page: opens the export form with the project filled in."""
+    project = queryset.first()
+    url = reverse("admin:annotation_exportrun_add")
+    return HttpResponseRedirect(f"{url}?project={project.pk}" if project else url)
+
+
+ProjectAdmin.actions = [*(ProjectAdmin.actions or []), export_dataset]

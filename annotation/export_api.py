@@ -1,0 +1,143 @@
+"""Dataset export endpoints of the API contract (DESIGN.md): start an export, follow it,
+download the archive, cancel it. Managers of the project (and staff) only."""
+
+from __future__ import annotations
+
+from django.http import FileResponse, Http404
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import export_runs, exporters
+from annotation.export_models import ExportRun
+from annotation.permissions import get_project_for
+
+EXPORT_REQUEST = inline_serializer(
+    "ExportRequest",
+    {
+        "kind": serializers.ChoiceField(choices=exporters.KINDS),
+        "format": serializers.ChoiceField(choices=exporters.FORMATS, required=False),
+        "images": serializers.ChoiceField(choices=exporters.IMAGE_MODES, required=False),
+        "filters": inline_serializer(
+            "ExportFilters",
+            {
+                "rounds": serializers.ListField(child=serializers.IntegerField(), required=False),
+                "generators": serializers.ListField(
+                    child=serializers.CharField(), required=False
+                ),
+                "since": serializers.CharField(required=False),
+                "until": serializers.CharField(required=False),
+                "exclude_simulated": serializers.BooleanField(required=False),
+                "exclude_gold": serializers.BooleanField(required=False),
+                "exclude_unsure": serializers.BooleanField(required=False),
+                "min_agreement": serializers.FloatField(required=False, allow_null=True),
+            },
+            required=False,
+        ),
+        "aspect_pairs": serializers.BooleanField(required=False),
+        "include_ties": serializers.BooleanField(required=False),
+    },
+)
+
+
+def export_payload(run: ExportRun, request: Request) -> dict:
+    succeeded = run.status == ExportRun.Status.SUCCEEDED
+    download = reverse("api-export-download", args=[run.pk]) if succeeded else None
+    return {
+        "id": run.pk,
+        "project": run.project_id,
+        "status": run.status,
+        "progress": round(run.progress, 4),
+        "message": run.message,
+        "kind": run.kind,
+        "format": run.format,
+        "images": run.images,
+        "filters": run.filters,
+        "options": run.options,
+        "rows": run.rows_written,
+        "counts": run.counts,
+        "size_bytes": run.size_bytes,
+        "content_sha256": run.content_sha256 or None,
+        "manifest": run.manifest if succeeded else None,
+        "download": request.build_absolute_uri(download) if download else None,
+        "attempts": run.attempts,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "heartbeat_at": run.heartbeat_at,
+        "finished_at": run.finished_at,
+    }
+
+
+def _export_for(request: Request, pk: int) -> ExportRun:
+    """The export if the caller manages its project: 404 for anyone outside it, 403 for its
+    annotators (annotation.permissions.get_project_for)."""
+    run = ExportRun.objects.filter(pk=pk).first()
+    if run is None:
+        raise Http404("no such export")
+    get_project_for(request.user, run.project_id, manager=True)
+    return run
+
+
+class ExportListView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=EXPORT_REQUEST, responses={202: dict, 400: dict})
+    def post(self, request: Request, pk: int) -> Response:
+        project = get_project_for(request.user, pk, manager=True)
+        try:
+            run = export_runs.request_export(project, request.data, user=request.user)
+        except exporters.ExportInvalid as invalid:
+            return Response(invalid.errors, status=status.HTTP_400_BAD_REQUEST)
+        return Response(export_payload(run, request), status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request, pk: int) -> Response:
+        project = get_project_for(request.user, pk, manager=True)
+        runs = ExportRun.objects.filter(project=project).order_by("-created_at")[:50]
+        return Response([export_payload(run, request) for run in runs])
+
+
+class ExportView(APIView):
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(export_payload(_export_for(request, pk), request))
+
+
+class ExportDownloadView(APIView):
+    @extend_schema(
+        responses={
+            (200, "application/zip"): OpenApiResponse(description="the export archive"),
+            409: dict,
+        }
+    )
+    def get(self, request: Request, pk: int):  # noqa: ANN201  (FileResponse or Response)
+        run = _export_for(request, pk)
+        if run.status != ExportRun.Status.SUCCEEDED:
+            return Response(
+                {"detail": f"the export is {run.status}, not succeeded; nothing to download"},
+                status=status.HTTP_409_CONFLICT,
+            )
+        try:
+            archive = open(run.path, "rb")  # noqa: SIM115  (FileResponse closes it)
+        except FileNotFoundError:
+            raise Http404("the archive was deleted; start the export again") from None
+        return FileResponse(
+            archive, as_attachment=True, filename=run.download_name, content_type="application/zip"
+        )
+
+
+class ExportCancelView(APIView):
+    @extend_schema(request=None, responses={202: dict, 409: dict})
+    def post(self, request: Request, pk: int) -> Response:
+        run = _export_for(request, pk)
+        if run.is_finished:
+            return Response(
+                {"detail": f"the export already ended ({run.status})"},
+                status=status.HTTP_409_CONFLICT,
+            )
+        run.request_cancel()
+        return Response(export_payload(run, request), status=status.HTTP_202_ACCEPTED)

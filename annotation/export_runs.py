@@ -1,0 +1,344 @@
+"""Dataset exports from request to archive: the glue between ExportRun rows, Postgres and
+the plain writers in annotation/exporters.py.
+
+Requests come from the admin, the API and ``manage.py export_dataset``; the Celery worker
+(task ``annotation.export``) and the command call :func:`execute`. An export that dies with
+its worker is found by :func:`requeue_stalled_exports` (beat) and starts over.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from annotation import exporters
+from annotation.export_models import ExportRun, exports_root
+from annotation.models import Project
+from editloop.jobs import JobCancelled
+
+log = logging.getLogger(__name__)
+
+# Rows per round trip of the server-side cursor, and fetched batches held at most.
+FETCH_ROWS = 2_000
+PREFETCH_BATCHES = 2
+# At most one progress UPDATE (and heartbeat) per this many seconds.
+REPORT_SECONDS = 1.0
+# The keep-alive heartbeat, between progress reports (at most a quarter of the timeout).
+HEARTBEAT_SECONDS = 30.0
+
+
+# --- starting an export ----------------------------------------------------------------------
+
+
+def request_export(
+    project: Project,
+    data: dict,
+    *,
+    trigger: str = ExportRun.Trigger.API,
+    user=None,  # noqa: ANN001  (a User or None)
+    enqueue: bool = True,
+) -> ExportRun:
+    """A pending export of ``data`` (kind, format, images, filters, options: see
+    exporters.parse_request), queued once the transaction commits. Raises
+    exporters.ExportInvalid naming the wrong fields."""
+    request = exporters.parse_request(data)
+    run = ExportRun.objects.create(
+        project=project,
+        trigger=trigger,
+        requested_by=user,
+        kind=request.kind,
+        format=request.format,
+        images=request.images,
+        filters=request.filters.to_dict(),
+        options=request.options,
+    )
+    if enqueue:
+        transaction.on_commit(lambda: enqueue_export(run.pk))
+    return run
+
+
+def enqueue_export(run_id: int) -> None:
+    from annotation.tasks import export
+
+    export.delay(run_id)
+
+
+def request_of(run: ExportRun) -> exporters.ExportRequest:
+    return exporters.parse_request(
+        {
+            "kind": run.kind,
+            "format": run.format,
+            "images": run.images,
+            "filters": run.filters,
+            **run.options,
+        }
+    )
+
+
+def requeue_stalled_exports() -> list[int]:
+    """Exports whose worker died (no heartbeat) go back to pending and are queued again;
+    the next attempt starts over (a partial archive is never kept)."""
+    requeued = [run.pk for run in ExportRun.stale() if run.requeue_if_stale()]
+    ExportRun.objects.filter(pk__in=requeued, status=ExportRun.Status.PENDING).update(
+        message="its worker stopped responding; queued again to start over"
+    )
+    for run_id in requeued:
+        transaction.on_commit(lambda run_id=run_id: enqueue_export(run_id))
+    return requeued
+
+
+# --- executing one --------------------------------------------------------------------------
+
+ProgressHook = Callable[[float, str], None]
+
+
+def execute(run: ExportRun, on_progress: ProgressHook | None = None) -> None:
+    """Write the archive and record it on the run. Safe to call twice: only the caller
+    that moves the run to ``running`` does the work. ``on_progress(fraction, message)``
+    also sees every report (the command's progress bar)."""
+    if not run.claim():
+        return
+    run.echo = on_progress
+    staging, partial = _work_paths(run)
+    _remove(staging, partial)  # what an attempt killed with its worker left behind
+    try:
+        with keep_alive(run):
+            _export(run, staging, partial)
+    except JobCancelled:
+        run.finish(ExportRun.Status.CANCELLED, "cancelled; nothing kept")
+    except FileNotFoundError as error:
+        run.finish(ExportRun.Status.FAILED, str(error))
+    except Exception as error:
+        log.exception("export %s failed", run.pk)
+        run.finish(ExportRun.Status.FAILED, f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        _remove(staging, partial)
+
+
+@contextmanager
+def keep_alive(run: ExportRun) -> Iterator[None]:
+    """A heartbeat every HEARTBEAT_SECONDS from a thread of its own, for the phases that
+    report no progress for a while (a big first FETCH, ``save_to_disk``, zipping a large
+    table): without it the reaper would take a live export for dead and queue it twice."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(heartbeat_seconds()):
+                ExportRun.objects.filter(pk=run.pk, status=ExportRun.Status.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"export-{run.pk}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def heartbeat_seconds() -> float:
+    return min(HEARTBEAT_SECONDS, settings.JOB_HEARTBEAT_TIMEOUT_SECONDS / 4)
+
+
+def _work_paths(run: ExportRun) -> tuple[Path, Path]:
+    final = exports_root() / run.relative_path
+    return final.with_name(f"export-{run.pk}.partial"), final.with_name(final.name + ".partial")
+
+
+def _remove(staging: Path, partial: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+    partial.unlink(missing_ok=True)
+
+
+def _export(run: ExportRun, staging: Path, partial: Path) -> None:
+    request = request_of(run)
+    project = {"id": run.project_id, "name": run.project.name}
+    with streaming_queries() as run_query:
+        ((low, high),) = list(run_query(*exporters.key_range_sql(request, run.project_id)))
+        reporter = Reporter(run, low, high)
+        reporter.now(0.0, "querying")
+        written = exporters.write_tables(
+            exporters.export_rows(request, run.project_id, run_query),
+            request.kind,
+            request.format,
+            request.images,
+            staging,
+            Path(settings.MEDIA_ROOT),
+            reporter,
+        )
+    total = sum(written.counts.values())
+    reporter.now(0.9, f"{total:,} rows written; archiving", rows_written=total)
+    kept: dict = {}
+
+    def manifest_for(archived: exporters.ArchiveResult) -> dict:
+        kept.update(
+            exporters.manifest(request, project, written, archived, timezone.now(), _version())
+        )
+        return kept
+
+    archived = exporters.build_archive(staging, written.tables, partial, manifest_for, reporter)
+    final = exports_root() / run.relative_path
+    partial.replace(final)
+    kept["seconds"] = {"rows": round(written.seconds, 3), "archive": round(archived.seconds, 3)}
+    run.finish(
+        ExportRun.Status.SUCCEEDED,
+        _summary(written, archived),
+        file=run.relative_path,
+        size_bytes=archived.size_bytes,
+        content_sha256=archived.content_sha256,
+        manifest=kept,
+        counts=written.counts,
+        rows_written=total,
+    )
+
+
+@contextmanager
+def streaming_queries() -> Iterator[exporters.RunQuery]:
+    """A query runner over server-side (named) cursors, all in one REPEATABLE READ
+    snapshot, on a connection of its own so that progress reports commit while rows
+    stream. Inside the caller's transaction (tests, a caller that wants its snapshot) the
+    cursors run there instead."""
+    if connection.in_atomic_block:
+        connection.ensure_connection()
+        _plan_for_every_row(connection.connection)
+        # Progress reports share this connection: fetch in this thread only.
+        yield _runner(connection.connection, prefetch=False)
+        return
+    import psycopg
+
+    own = connection.get_new_connection(connection.get_connection_params())
+    try:
+        own.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        own.execute("SET TIME ZONE 'UTC'")  # Django's timestamptz loader expects UTC
+        with own.transaction():
+            _plan_for_every_row(own)
+            yield _runner(own, prefetch=True)
+    finally:
+        own.close()
+
+
+def _plan_for_every_row(db) -> None:  # noqa: ANN001  (a psycopg connection)
+    """A cursor is planned for its first 10 % of rows by default (cursor_tuple_fraction):
+    with the ranking expanded by jsonb functions the planner cannot size, that picks
+    fast-start nested loops that rescan whole tables per judgement (minutes for 100k rows).
+    An export reads every row: plan for all of them, for this transaction only."""
+    db.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+
+
+def _runner(db, *, prefetch: bool) -> exporters.RunQuery:  # noqa: ANN001  (psycopg connection)
+    def run_query(sql: str, params: dict) -> Iterator[tuple]:
+        # Binary results: timestamps and arrays parse in C, a third faster than text.
+        with db.cursor(name=f"export_{uuid.uuid4().hex[:12]}", binary=True) as cursor:
+            cursor.itersize = FETCH_ROWS
+            cursor.execute(sql, params)
+            yield from (prefetched(cursor) if prefetch else cursor)
+
+    return run_query
+
+
+def prefetched(cursor) -> Iterator[tuple]:  # noqa: ANN001  (a psycopg server cursor)
+    """The cursor's rows, the next batch fetched by a thread while this one is written:
+    Postgres computes rows while Python formats them (a FETCH waits on the socket with the
+    GIL released). At most PREFETCH_BATCHES batches wait in memory."""
+    batches: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            while not stop.is_set():
+                batch = cursor.fetchmany(FETCH_ROWS)
+                _put(batches, batch, stop)
+                if not batch:
+                    return
+        except BaseException as error:  # handed to the consuming thread
+            _put(batches, error, stop)
+
+    worker = threading.Thread(target=fetch, name="export-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            batch = batches.get()
+            if isinstance(batch, BaseException):
+                raise batch
+            if not batch:
+                return
+            yield from batch
+    finally:
+        stop.set()
+        worker.join()
+
+
+def _put(batches: queue.Queue, item: object, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            batches.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+class Reporter:
+    """The exporters' progress callback: at most one UPDATE a second; rows are 0–90 %
+    (placed by their ordering key), the archive the last 10 %."""
+
+    def __init__(self, run: ExportRun, low: int | None, high: int | None) -> None:
+        self.run, self.low, self.high = run, low, high
+        self.last = 0.0
+
+    def __call__(self, phase: str, done: int, key: int | None) -> None:
+        if time.monotonic() - self.last < REPORT_SECONDS:
+            return
+        if phase == "rows":
+            # key None: the rows are all written
+            done_share = 1.0 if key is None else exporters.fraction_done(key, self.low, self.high)
+            fraction = 0.9 * done_share
+            self.now(fraction, f"{done:,} rows written", rows_written=done)
+        else:
+            total = max(key or 1, 1)
+            self.now(
+                0.9 + 0.1 * done / total,
+                f"archiving: {exporters.human_bytes(done)} of {exporters.human_bytes(total)}",
+            )
+
+    def now(self, fraction: float, message: str, **fields: object) -> None:
+        self.last = time.monotonic()
+        self.run.report(fraction, message, **fields)
+        if getattr(self.run, "echo", None):
+            self.run.echo(fraction, message)
+
+
+def _summary(written: exporters.WriteResult, archived: exporters.ArchiveResult) -> str:
+    counts = written.counts
+    text = (
+        f"{sum(counts.values()):,} rows ({counts['train']:,} train, {counts['val']:,} val, "
+        f"{counts['test']:,} test), {exporters.human_bytes(archived.size_bytes)}"
+    )
+    if archived.images["count"]:
+        text += f", {archived.images['count']:,} image files"
+    if written.simulated_rows:
+        text += f"; {written.simulated_rows:,} rows from simulated annotators"
+    return text
+
+
+def _version() -> str:
+    try:
+        return metadata.version("editloop")
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,334 @@
+"""Export jobs: the row, its progress and archive, cancel, failure, a dead worker's export
+requeued, the streaming connection and its prefetch thread, a real Celery worker, the admin."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import zipfile
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+
+from annotation import export_runs, exporters
+from annotation.export_models import ExportRun, exports_root
+from annotation.models import Image, Judgement
+from tests.annotation.test_exporters import expected_pairs, jsonl_rows, judge_project
+from tests.conftest import PASSWORD
+
+
+@pytest.fixture
+def judged(project, annotator, other_annotator):  # noqa: ANN001, ANN201
+    return judge_project(project, annotator, other_annotator)
+
+
+def start(project, **body) -> ExportRun:  # noqa: ANN001
+    return export_runs.request_export(project, {"kind": "pairs", **body}, enqueue=False)
+
+
+def leftovers() -> list[Path]:
+    return [p for p in exports_root().rglob("*") if p.name.endswith(".partial")]
+
+
+def test_a_finished_export_records_its_archive_counts_and_manifest(judged):
+    run = start(judged, format="parquet")
+
+    export_runs.execute(run)
+
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.progress == 1.0
+    assert run.attempts == 1 and run.finished_at >= run.started_at
+    assert run.path == exports_root() / f"project-{judged.pk}/export-{run.pk}-pairs-parquet.zip"
+    assert run.size_bytes == run.path.stat().st_size
+    assert run.rows_written == 33 == sum(run.counts.values())
+    assert run.manifest["counts"]["total"] == 33
+    assert run.manifest["seconds"]["rows"] >= 0
+    assert run.message.startswith("33 rows (")
+    assert "simulated annotators" in run.message
+    assert not leftovers()
+
+
+def test_running_it_twice_does_the_work_once(judged):
+    run = start(judged)
+    export_runs.execute(run)
+    finished = ExportRun.objects.get(pk=run.pk).finished_at
+
+    export_runs.execute(ExportRun.objects.get(pk=run.pk))
+
+    again = ExportRun.objects.get(pk=run.pk)
+    assert again.finished_at == finished and again.attempts == 1
+
+
+def test_progress_is_reported_while_it_runs(judged, monkeypatch):
+    monkeypatch.setattr(export_runs, "REPORT_SECONDS", 0.0)
+    monkeypatch.setattr(exporters, "PROGRESS_EVERY", 4)
+    seen: list[tuple[float, str]] = []
+
+    def watch(fraction: float, message: str) -> None:
+        stored = ExportRun.objects.get(pk=run.pk)
+        seen.append((fraction, message))
+        assert stored.progress == pytest.approx(fraction) and stored.heartbeat_at
+
+    run = start(judged)
+    export_runs.execute(run, on_progress=watch)
+
+    fractions = [fraction for fraction, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] <= 1.0
+    assert any("rows written" in message for _, message in seen)
+    assert any(message.startswith("archiving") for _, message in seen)
+    assert 0 < len([f for f in fractions if 0 < f < 0.9])
+
+
+def test_cancel_stops_the_export_and_keeps_nothing(judged):
+    run = start(judged)
+
+    def cancel_at_first_report(fraction: float, message: str) -> None:
+        ExportRun.objects.get(pk=run.pk).request_cancel()
+
+    export_runs.execute(run, on_progress=cancel_at_first_report)
+
+    run.refresh_from_db()
+    assert run.status == "cancelled" and run.file == ""
+    assert not list(exports_root().rglob("*.zip")) and not leftovers()
+
+
+def test_a_pending_export_is_cancelled_at_once(judged):
+    run = start(judged)
+    run.request_cancel()
+    export_runs.execute(ExportRun.objects.get(pk=run.pk))
+    assert ExportRun.objects.get(pk=run.pk).status == "cancelled"
+
+
+def test_a_missing_image_file_fails_the_export_saying_what_to_do(judged):
+    image = Image.objects.order_by("id").first()
+    (Path(settings.MEDIA_ROOT) / image.file.name).unlink()
+    run = start(judged, format="jsonl", images="files")
+
+    export_runs.execute(run)
+
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert image.sha256[:12] in run.message and "MEDIA_ROOT" in run.message
+    assert not leftovers()
+
+
+def test_an_export_whose_worker_died_is_requeued_and_starts_over(judged, settings):
+    settings.JOB_HEARTBEAT_TIMEOUT_SECONDS = 60
+    run = start(judged)
+    assert run.claim()  # a worker took it ...
+    ExportRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    staging, partial = export_runs._work_paths(run)  # ... and died half-way
+    staging.mkdir(parents=True)
+    (staging / "train.jsonl").write_text("{half a line")
+    partial.write_bytes(b"PK")
+
+    assert export_runs.requeue_stalled_exports() == [run.pk]
+
+    run.refresh_from_db()
+    assert run.status == "pending" and "start over" in run.message
+    assert export_runs.requeue_stalled_exports() == []
+    export_runs.execute(run)
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.attempts == 2
+    assert not staging.exists() and not partial.exists()
+    rows = [json.loads(line) for line in zipfile.ZipFile(run.path).read("train.jsonl").splitlines()]
+    assert rows and all(row["split"] == "train" for row in rows)
+
+
+def test_parquet_is_written_a_row_group_at_a_time(judged, monkeypatch):
+    monkeypatch.setattr(exporters, "BATCH_ROWS", 4)
+    run = start(judged, format="parquet")
+    export_runs.execute(run)
+    run.refresh_from_db()
+    archive = zipfile.ZipFile(run.path)
+    for split in exporters.SPLITS:
+        with archive.open(f"{split}.parquet") as handle:
+            metadata = pq.ParquetFile(handle).metadata
+            assert metadata.num_rows == run.counts[split]
+            assert metadata.num_row_groups == -(-run.counts[split] // 4)
+
+
+# --- the streaming connection --------------------------------------------------------------
+
+
+def test_outside_a_transaction_rows_stream_on_a_connection_of_their_own(
+    judged, transactional_db
+):
+    run = start(judged)
+
+    export_runs.execute(run)  # no atomic block here: its own connection and the prefetch thread
+
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.message
+    rows = [row for found in jsonl_rows(zipfile.ZipFile(run.path)).values() for row in found]
+    assert {(r["judgement_id"], r["chosen_variant_id"], r["rejected_variant_id"], r["margin"])
+            for r in rows} == expected_pairs(Judgement.objects.all())
+
+
+def test_a_long_silent_phase_still_sends_heartbeats(judged, transactional_db, monkeypatch):
+    monkeypatch.setattr(export_runs, "HEARTBEAT_SECONDS", 0.1)
+    build_archive = exporters.build_archive
+    beats = []
+
+    def slow_archive(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        before = ExportRun.objects.get(pk=run.pk).heartbeat_at
+        time.sleep(1.0)  # e.g. zipping a very large table: no progress report meanwhile
+        beats.append(ExportRun.objects.get(pk=run.pk).heartbeat_at - before)
+        return build_archive(*args, **kwargs)
+
+    monkeypatch.setattr(exporters, "build_archive", slow_archive)
+    run = start(judged)
+
+    export_runs.execute(run)
+
+    assert ExportRun.objects.get(pk=run.pk).status == "succeeded"
+    assert beats and beats[0] >= timedelta(seconds=0.5)
+    assert not [t for t in threading.enumerate() if t.name.startswith("export-")]
+
+
+class FakeCursor:
+    def __init__(self, batches: list, error: Exception | None = None) -> None:
+        self.batches, self.error, self.fetches = list(batches), error, 0
+
+    def fetchmany(self, size: int) -> list:
+        self.fetches += 1
+        if self.batches:
+            return self.batches.pop(0)
+        if self.error:
+            raise self.error
+        return []
+
+
+def test_prefetched_rows_come_in_order_and_errors_reach_the_reader():
+    cursor = FakeCursor([[1, 2], [3], [4, 5]])
+    assert list(export_runs.prefetched(cursor)) == [1, 2, 3, 4, 5]
+
+    failing = FakeCursor([[1]], error=RuntimeError("connection lost"))
+    with pytest.raises(RuntimeError, match="connection lost"):
+        list(export_runs.prefetched(failing))
+
+
+def test_a_reader_that_stops_early_stops_the_prefetch_thread():
+    cursor = FakeCursor([[n] for n in range(1000)])
+    rows = export_runs.prefetched(cursor)
+    assert next(rows) == 0
+
+    rows.close()  # e.g. a cancel raised in the writer
+
+    assert cursor.fetches <= 1 + export_runs.PREFETCH_BATCHES + 1  # no more than the queue holds
+
+
+# --- a real worker ----------------------------------------------------------------------------
+
+
+def wait_for(condition, timeout: float = 120, every: float = 0.25):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"still waiting after {timeout} s")
+
+
+def test_a_celery_worker_runs_the_export(judged, manager, celery_worker):
+    celery_worker()
+
+    run = export_runs.request_export(judged, {"kind": "scores", "format": "jsonl"}, user=manager)
+
+    wait_for(lambda: ExportRun.objects.get(pk=run.pk).is_finished)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.message
+    assert run.counts == {"train": 12, "val": 12, "test": 12}
+    assert zipfile.ZipFile(run.path).read("manifest.json")
+
+
+# --- from the admin ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def root(db) -> User:
+    return User.objects.create_superuser("root", password=PASSWORD)
+
+
+@pytest.fixture
+def staff_client(root) -> Client:
+    client = Client()
+    assert client.login(username="root", password=PASSWORD)
+    return client
+
+
+def test_the_admin_form_queues_an_export(
+    judged, root, staff_client, django_capture_on_commit_callbacks, monkeypatch
+):
+    queued = []
+    monkeypatch.setattr(export_runs, "enqueue_export", queued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = staff_client.post(
+            "/admin/annotation/exportrun/add/",
+            {"project": judged.pk, "kind": "dpo", "format": "hf", "images": "",
+             "filters": '{"exclude_simulated": true}', "include_ties": "on"},
+        )
+
+    assert answer.status_code == 302, answer.content.decode()[:2000]
+    run = ExportRun.objects.get()
+    assert (run.kind, run.format, run.images, run.trigger) == ("dpo", "hf", "embed", "admin")
+    assert run.filters["exclude_simulated"] is True and run.options == {"include_ties": True}
+    assert run.requested_by == root and queued == [run.pk]
+
+
+def test_the_admin_form_names_a_bad_field(judged, staff_client):
+    answer = staff_client.post(
+        "/admin/annotation/exportrun/add/",
+        {"project": judged.pk, "kind": "pairs", "format": "hf", "images": "files",
+         "filters": '{"min_agreement": 3}'},
+    )
+
+    assert answer.status_code == 200
+    errors = answer.context["adminform"].form.errors
+    assert "images" in errors and "min_agreement" in errors["filters"][0]
+    assert not ExportRun.objects.exists()
+
+
+def test_the_admin_lists_exports_with_progress_and_a_download_link(judged, staff_client):
+    run = start(judged)
+    export_runs.execute(run)
+
+    page = staff_client.get("/admin/annotation/exportrun/").content.decode()
+    detail = staff_client.get(f"/admin/annotation/exportrun/{run.pk}/change/").content.decode()
+
+    assert f"/api/v1/exports/{run.pk}/download/" in page and "100% · succeeded" in page
+    assert run.content_sha256 in detail and "&quot;schema_version&quot;" in detail
+    download = staff_client.get(f"/api/v1/exports/{run.pk}/download/")
+    assert b"".join(download.streaming_content) == run.path.read_bytes()
+
+
+def test_deleting_an_export_in_the_admin_deletes_its_archive(judged, staff_client):
+    run = start(judged)
+    export_runs.execute(run)
+    run.refresh_from_db()
+    archive = run.path
+    assert archive.exists()
+
+    staff_client.post(
+        "/admin/annotation/exportrun/",
+        {"action": "delete_selected", "_selected_action": [run.pk], "post": "yes"},
+    )
+
+    assert not ExportRun.objects.exists() and not archive.exists()
+
+
+def test_the_project_action_opens_the_export_form(judged, staff_client):
+    answer = staff_client.post(
+        "/admin/annotation/project/",
+        {"action": "export_dataset", "_selected_action": [judged.pk]},
+    )
+    assert answer.status_code == 302
+    assert answer["Location"] == f"/admin/annotation/exportrun/add/?project={judged.pk}"
