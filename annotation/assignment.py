@@ -28,7 +28,7 @@ from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 
-from annotation.models import Assignment, Membership, Project, image_url
+from annotation.models import Assignment, Project, image_url
 
 MAX_CANDIDATE_TRIES = 8
 
@@ -87,13 +87,15 @@ def lease_next_task(
     """
     rng = rng or random.Random()
     now = timezone.now()
-    paused = _pause_reason(project, annotator)
-    if paused is not None:
-        raise AnnotatorPaused(paused)
     with transaction.atomic():
-        resumed = _live_lease_to_resume(project, annotator, keep, now)
+        paused, resumed = _pause_and_live_lease(project, annotator, keep, now)
+        if paused is not None:
+            raise AnnotatorPaused(
+                f"quality control paused you on this project "
+                f"({paused or 'a manager paused you'}); a manager can resume you"
+            )
         if resumed is not None:
-            return _attach_shown_task(resumed)
+            return _attach_shown_task(Assignment.objects.get(pk=resumed))
         want_gold = project.gold_rate > 0 and rng.random() < project.gold_rate
         task_id = None
         if want_gold:
@@ -105,13 +107,18 @@ def lease_next_task(
         return _create_lease(project, task_id, annotator, now, rng)
 
 
-_RESUME_SQL = """
-SELECT a.id FROM annotation_assignment a
-JOIN annotation_edittask t ON t.id = a.task_id
-WHERE a.annotator_id = %(annotator)s AND a.status = 'leased' AND a.expires_at > %(now)s
-  AND t.project_id = %(project)s AND a.id <> ALL(%(keep)s)
-ORDER BY a.leased_at
-LIMIT 1
+# One round trip for the two questions every lease asks first: is this annotator paused by
+# quality control (the reason, or NULL), and do they hold a live lease to resume?
+_PAUSE_AND_RESUME_SQL = """
+SELECT
+  (SELECT m.flag_reason FROM annotation_membership m
+   WHERE m.project_id = %(project)s AND m.user_id = %(annotator)s AND m.paused),
+  (SELECT a.id FROM annotation_assignment a
+   JOIN annotation_edittask t ON t.id = a.task_id
+   WHERE a.annotator_id = %(annotator)s AND a.status = 'leased' AND a.expires_at > %(now)s
+     AND t.project_id = %(project)s AND a.id <> ALL(%(keep)s)
+   ORDER BY a.leased_at
+   LIMIT 1)
 """
 
 
@@ -120,27 +127,16 @@ class AnnotatorPaused(Exception):
     resumes them."""
 
 
-def _pause_reason(project: Project, annotator: User) -> str | None:
-    found = Membership.objects.filter(project=project, user=annotator, paused=True)
-    reason = found.values_list("flag_reason", flat=True).first()
-    if reason is None:
-        return None
-    return (
-        f"quality control paused you on this project ({reason or 'a manager paused you'}); "
-        "a manager can resume you"
-    )
-
-
-def _live_lease_to_resume(
+def _pause_and_live_lease(
     project: Project, annotator: User, keep: frozenset[int], now: datetime
-) -> Assignment | None:
+) -> tuple[str | None, int | None]:
     with connection.cursor() as cursor:
         cursor.execute(
-            _RESUME_SQL,
+            _PAUSE_AND_RESUME_SQL,
             {"annotator": annotator.pk, "now": now, "project": project.pk, "keep": list(keep)},
         )
-        row = cursor.fetchone()
-    return Assignment.objects.get(pk=row[0]) if row else None
+        paused_reason, assignment_id = cursor.fetchone()
+    return paused_reason, assignment_id
 
 
 def _claim_task(project: Project, annotator: User, now: datetime, *, gold: bool) -> int | None:

@@ -8,20 +8,14 @@ import json
 from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
 
 from annotation import export_runs, exporters
 from annotation.admin import ProjectAdmin
 from annotation.export_models import ExportRun
-from rewards.admin import NoAddAdmin, progress_bar
-
-LIVE_REFRESH = (
-    "<small>refreshing every 3 s while the export is active</small>"
-    "<script>setTimeout(() => location.reload(), 3000)</script>"
-)
+from editloop.job_admin import JobLaunchAdmin, launch_form_for
 
 
 class ExportLaunchForm(forms.ModelForm):
@@ -73,28 +67,15 @@ class ExportLaunchForm(forms.ModelForm):
 
 
 @admin.register(ExportRun)
-class ExportRunAdmin(NoAddAdmin):
+class ExportRunAdmin(JobLaunchAdmin):
     list_display = ["id", "project", "kind", "format", "images", "progress_column",
                     "rows_written", "size", "download_link", "message", "created_at"]
     list_filter = ["status", "kind", "format", "project"]
-    actions = ["cancel_runs"]
     form = ExportLaunchForm
     readonly = ["project", "progress_column", "live", "message", "download_link", "kind",
                 "format", "images", "filters", "options", "counts", "rows_written", "size",
                 "content_sha256", "manifest_pretty", "trigger", "requested_by", "attempts",
                 "created_at", "started_at", "heartbeat_at", "finished_at"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_staff
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return request.method == "GET" and super().has_change_permission(request, obj)
-
-    def get_fields(self, request: HttpRequest, obj: ExportRun | None = None) -> list[str]:
-        return self.readonly if obj else list(ExportLaunchForm.Meta.fields)
-
-    def get_readonly_fields(self, request: HttpRequest, obj: ExportRun | None = None):  # noqa: ANN201
-        return self.readonly if obj else []
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("project")
@@ -117,14 +98,6 @@ class ExportRunAdmin(NoAddAdmin):
             run.delete_file()
         super().delete_queryset(request, queryset)
 
-    @admin.display(description="progress", ordering="progress")
-    def progress_column(self, run: ExportRun) -> str:
-        return progress_bar(run.progress, run.status)
-
-    @admin.display(description="auto-refresh")
-    def live(self, run: ExportRun) -> str:
-        return mark_safe(LIVE_REFRESH) if run.is_active else ""  # noqa: S308 (constant)
-
     @admin.display(description="size", ordering="size_bytes")
     def size(self, run: ExportRun) -> str:
         return exporters.human_bytes(run.size_bytes) if run.size_bytes else "—"
@@ -142,18 +115,12 @@ class ExportRunAdmin(NoAddAdmin):
             return "—"
         return format_html("<pre>{}</pre>", json.dumps(run.manifest, indent=2))
 
-    @admin.action(description="Cancel selected exports")
-    def cancel_runs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        cancelled = [run.pk for run in queryset if run.is_active and run.request_cancel()]
-        self.message_user(request, f"asked {len(cancelled)} export(s) to stop: {cancelled}")
 
 
 @admin.action(description="Export a dataset…")
 def export_dataset(modeladmin, request: HttpRequest, queryset: QuerySet):  # noqa: ANN001, ANN201
     """On the Projects page: opens the export form with the project filled in."""
-    project = queryset.first()
-    url = reverse("admin:annotation_exportrun_add")
-    return HttpResponseRedirect(f"{url}?project={project.pk}" if project else url)
+    return launch_form_for("admin:annotation_exportrun_add", queryset)
 
 
 ProjectAdmin.actions = [*(ProjectAdmin.actions or []), export_dataset]

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from annotation import export_runs, exporters
 from annotation.export_models import ExportRun
 from annotation.permissions import get_project_for
+from editloop.job_api import cancel, job_for, job_state
 
 EXPORT_REQUEST = inline_serializer(
     "ExportRequest",
@@ -48,11 +49,7 @@ def export_payload(run: ExportRun, request: Request) -> dict:
     succeeded = run.status == ExportRun.Status.SUCCEEDED
     download = reverse("api-export-download", args=[run.pk]) if succeeded else None
     return {
-        "id": run.pk,
-        "project": run.project_id,
-        "status": run.status,
-        "progress": round(run.progress, 4),
-        "message": run.message,
+        **job_state(run),
         "kind": run.kind,
         "format": run.format,
         "images": run.images,
@@ -65,21 +62,11 @@ def export_payload(run: ExportRun, request: Request) -> dict:
         "manifest": run.manifest if succeeded else None,
         "download": request.build_absolute_uri(download) if download else None,
         "attempts": run.attempts,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "heartbeat_at": run.heartbeat_at,
-        "finished_at": run.finished_at,
     }
 
 
 def _export_for(request: Request, pk: int) -> ExportRun:
-    """The export if the caller manages its project: 404 for anyone outside it, 403 for its
-    annotators (annotation.permissions.get_project_for)."""
-    run = ExportRun.objects.filter(pk=pk).first()
-    if run is None:
-        raise Http404("no such export")
-    get_project_for(request.user, run.project_id, manager=True)
-    return run
+    return job_for(request.user, ExportRun, pk)
 
 
 class ExportListView(APIView):
@@ -133,11 +120,4 @@ class ExportDownloadView(APIView):
 class ExportCancelView(APIView):
     @extend_schema(request=None, responses={202: dict, 409: dict})
     def post(self, request: Request, pk: int) -> Response:
-        run = _export_for(request, pk)
-        if run.is_finished:
-            return Response(
-                {"detail": f"the export already ended ({run.status})"},
-                status=status.HTTP_409_CONFLICT,
-            )
-        run.request_cancel()
-        return Response(export_payload(run, request), status=status.HTTP_202_ACCEPTED)
+        return cancel(_export_for(request, pk), lambda run: export_payload(run, request))

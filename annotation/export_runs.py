@@ -90,13 +90,9 @@ def request_of(run: ExportRun) -> exporters.ExportRequest:
 def requeue_stalled_exports() -> list[int]:
     """Exports whose worker died (no heartbeat) go back to pending and are queued again;
     the next attempt starts over (a partial archive is never kept)."""
-    requeued = [run.pk for run in ExportRun.stale() if run.requeue_if_stale()]
-    ExportRun.objects.filter(pk__in=requeued, status=ExportRun.Status.PENDING).update(
-        message="its worker stopped responding; queued again to start over"
+    return ExportRun.requeue_stalled(
+        enqueue_export, "its worker stopped responding; queued again to start over"
     )
-    for run_id in requeued:
-        transaction.on_commit(lambda run_id=run_id: enqueue_export(run_id))
-    return requeued
 
 
 # --- executing one --------------------------------------------------------------------------

@@ -9,13 +9,16 @@ one caller ever moves a job from ``pending`` to ``running``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
+
+RESUME_MESSAGE = "its worker stopped responding; queued again to resume from the last checkpoint"
 
 
 class JobCancelled(Exception):
@@ -122,6 +125,20 @@ class Job(models.Model):
         return self.cancel_requested
 
     @classmethod
+    def create_single_flight(cls, busy: Callable[[Job], Exception], **fields: object) -> Job:
+        """A new pending job. Where the model's partial unique index allows one active job
+        per project, a second request raises ``busy(the active job)``: the database holds
+        the rule, so two simultaneous requests cannot both get through."""
+        try:
+            with transaction.atomic():
+                return cls.objects.create(**fields)
+        except IntegrityError:
+            active = cls.objects.filter(project=fields["project"], status__in=cls.ACTIVE).first()
+            if active is None:
+                raise
+            raise busy(active) from None
+
+    @classmethod
     def stale(cls) -> models.QuerySet:
         """Running jobs whose worker stopped sending heartbeats (killed, lost, OOM)."""
         limit = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_SECONDS)
@@ -129,17 +146,24 @@ class Job(models.Model):
             Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True)
         )
 
-    def requeue_if_stale(self) -> bool:
+    def requeue_if_stale(self, message: str = RESUME_MESSAGE) -> bool:
         """running with a stale heartbeat → pending again, to resume from its last
         checkpoint; compare-and-set, so two reapers cannot both requeue it."""
         limit = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_SECONDS)
         requeued = type(self).objects.filter(
             pk=self.pk, status=self.Status.RUNNING, heartbeat_at__lt=limit
-        ).update(
-            status=self.Status.PENDING,
-            message="its worker stopped responding; queued again to resume from the last "
-            "checkpoint",
-        )
+        ).update(status=self.Status.PENDING, message=message)
         if requeued:
             self.refresh_from_db()
         return bool(requeued)
+
+    @classmethod
+    def requeue_stalled(
+        cls, enqueue: Callable[[int], None], message: str = RESUME_MESSAGE
+    ) -> list[int]:
+        """Every job whose worker died goes back to pending and is queued again (once the
+        transaction commits); returns their ids. Beat runs this every minute."""
+        requeued = [job.pk for job in cls.stale() if job.requeue_if_stale(message)]
+        for pk in requeued:
+            transaction.on_commit(lambda pk=pk: enqueue(pk))
+        return requeued

@@ -17,6 +17,7 @@ from annotation.models import AspectScore, Judgement, Membership, Project
 from annotation.stats import annotator_figures
 from editloop import charts
 from evaluation.quality import quality_report
+from rewards.plots import versions_chart
 
 TIME_BUCKETS_S = (5, 10, 20, 30, 60, 120)
 
@@ -158,16 +159,13 @@ def _bucket(seconds: float) -> str:
 
 
 def reward_models_section(project: Project) -> Section:
-    from rewards.admin import versions_chart
-
     versions = list(project.reward_models.all())
     table = [
         {
             "version": f"v{v.number}" + (" (tiny random-init)" if v.is_random_init else ""),
             "status": v.status,
             "test accuracy": _fmt(v.headline("test")),
-            "human ceiling": _fmt((v.metrics.get("test", {}).get("human_ceiling") or {})
-                                  .get("pairwise_accuracy")),
+            "human ceiling": _fmt(v.ceiling("test")),
             "created": v.created_at.strftime("%Y-%m-%d %H:%M"),
         }
         for v in versions

@@ -123,6 +123,7 @@ def _apply_flag(
     project: Project, membership: Membership, reasons: list[str], outcome: QualityCheck
 ) -> None:
     name = membership.user.username
+    before = (membership.flagged_at, membership.flag_reason, membership.paused)
     if reasons:
         membership.flag_reason = "; ".join(reasons)[:300]
         if membership.flagged_at is None:
@@ -135,7 +136,8 @@ def _apply_flag(
         # Recovered: a paused annotator stays paused until a manager resumes them.
         membership.flagged_at, membership.flag_reason = None, ""
         outcome.cleared.append(name)
-    membership.save(update_fields=["flagged_at", "flag_reason", "paused"])
+    if (membership.flagged_at, membership.flag_reason, membership.paused) != before:
+        membership.save(update_fields=["flagged_at", "flag_reason", "paused"])
 
 
 def queue_disputed_tasks(project: Project, agreement: dict[int, float]) -> list[int]:

@@ -28,11 +28,13 @@ class NoKnownTruth(Exception):
     """The task's variants were not made by the procedural editor."""
 
 
-def simulated_users(project: Project, count: int) -> list[User]:
+def simulated_users(
+    project: Project, count: int, prefix: str = USERNAME_PREFIX
+) -> list[User]:
     """``count`` simulated annotator accounts (no usable password), members of the project."""
     users = []
     for number in range(1, count + 1):
-        user, created = User.objects.get_or_create(username=f"{USERNAME_PREFIX}{number}")
+        user, created = User.objects.get_or_create(username=f"{prefix}{number}")
         if created:
             user.set_unusable_password()
             user.save(update_fields=["password"])

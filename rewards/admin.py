@@ -5,106 +5,21 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from annotation.admin import ProjectAdmin
-from editloop import charts
+from editloop.job_admin import JobAdmin, NoAddAdmin
 from rewards import scheduling
 from rewards.models import RewardModelVersion, RewardTrainingRun, VariantScore
-
-
-def progress_bar(fraction: float, status: str) -> str:
-    colour = {"failed": "#c23b3b", "cancelled": "#8a9099", "skipped": "#8a9099"}.get(
-        status, "#3b6fd4"
-    )
-    return format_html(
-        '<div title="{}%" style="width:140px;background:#e6e9ee;border-radius:3px">'
-        '<div style="width:{}%;background:{};height:10px;border-radius:3px"></div></div>'
-        "<small>{}% · {}</small>",
-        round(100 * fraction),
-        round(100 * fraction, 1),
-        colour,
-        round(100 * fraction),
-        status,
-    )
-
-
-def loss_chart(run: RewardTrainingRun) -> str:
-    curve = [(point["step"], point["loss"]) for point in run.loss_curve if point.get("loss")]
-    series = [charts.Series("training loss", curve)]
-    val = [(p["step"], p["accuracy"]) for p in run.val_curve if p.get("accuracy") is not None]
-    chart = charts.Chart(f"Run {run.pk}: loss", "step", "loss", series)
-    svg = charts.render(chart)
-    if val:
-        svg += charts.render(
-            charts.Chart(
-                "Validation pairwise accuracy",
-                "step",
-                "accuracy",
-                [charts.Series("val accuracy", val)],
-                y_range=(0.0, 1.0),
-            )
-        )
-    return svg
-
-
-def versions_chart(versions: list[RewardModelVersion], title: str) -> str:
-    """Each version's test and val pairwise accuracy beside the human ceiling."""
-    ordered = sorted(versions, key=lambda v: v.number)
-
-    def metric(split: str, key: str) -> list[tuple[float, float]]:
-        found = []
-        for version in ordered:
-            values = version.metrics.get(split, {})
-            value = values.get(key) if key != "ceiling" else _ceiling(values)
-            if value is not None:
-                found.append((version.number, value))
-        return found
-
-    series = [
-        charts.Series("test accuracy", metric("test", "pairwise_accuracy")),
-        charts.Series("val accuracy", metric("val", "pairwise_accuracy")),
-        charts.Series("human ceiling (test)", metric("test", "ceiling"), dashed=True),
-        charts.Series("test ROC-AUC", metric("test", "roc_auc")),
-    ]
-    return charts.render(
-        charts.Chart(title, "version", "pairwise accuracy / AUC", series, y_range=(0.0, 1.0))
-    )
-
-
-def _ceiling(split_metrics: dict) -> float | None:
-    ceiling = split_metrics.get("human_ceiling") or {}
-    return ceiling.get("pairwise_accuracy")
-
-
-class NoAddAdmin(admin.ModelAdmin):
-    """Rows written by the system: viewed, acted on through actions, never edited here."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict | None = None,
-    ) -> HttpResponse:
-        extra_context = {
-            **(extra_context or {}),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
+from rewards.plots import loss_chart, versions_chart
 
 
 @admin.register(RewardTrainingRun)
-class RewardTrainingRunAdmin(NoAddAdmin):
+class RewardTrainingRunAdmin(JobAdmin):
     list_display = [
         "id",
         "project",
@@ -116,7 +31,6 @@ class RewardTrainingRunAdmin(NoAddAdmin):
         "created_at",
     ]
     list_filter = ["status", "project", "trigger"]
-    actions = ["cancel_runs"]
     fields = [
         "project",
         "progress_column",
@@ -140,28 +54,12 @@ class RewardTrainingRunAdmin(NoAddAdmin):
     ]
     readonly_fields = [f for f in fields if f not in ("options",)] + ["options"]
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return request.method == "GET" and super().has_change_permission(request, obj)
-
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("project", "version")
-
-    @admin.display(description="progress", ordering="progress")
-    def progress_column(self, run: RewardTrainingRun) -> str:
-        return progress_bar(run.progress, run.status)
 
     @admin.display(description="loss curve")
     def curves(self, run: RewardTrainingRun) -> str:
         return mark_safe(loss_chart(run))  # noqa: S308  (every label is escaped by charts)
-
-    @admin.display(description="auto-refresh")
-    def live(self, run: RewardTrainingRun) -> str:
-        if not run.is_active:
-            return ""
-        return mark_safe(  # noqa: S308  (constant markup)
-            "<small>refreshing every 3 s while the run is active</small>"
-            "<script>setTimeout(() => location.reload(), 3000)</script>"
-        )
 
     @admin.display(description="version")
     def version_link(self, run: RewardTrainingRun) -> str:
@@ -169,11 +67,6 @@ class RewardTrainingRunAdmin(NoAddAdmin):
             return "—"
         url = reverse("admin:rewards_rewardmodelversion_change", args=[run.version_id])
         return format_html('<a href="{}">{}</a>', url, run.version)
-
-    @admin.action(description="Cancel selected runs")
-    def cancel_runs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        cancelled = [run.pk for run in queryset if run.is_active and run.request_cancel()]
-        self.message_user(request, f"asked {len(cancelled)} run(s) to stop: {cancelled}")
 
 
 @admin.register(RewardModelVersion)
@@ -207,16 +100,13 @@ class RewardModelVersionAdmin(NoAddAdmin):
     ]
     exclude = ["judgement_ids", "metrics"]
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return request.method == "GET" and super().has_change_permission(request, obj)
-
     @admin.display(description="test pairwise acc.")
     def test_accuracy(self, version: RewardModelVersion) -> str:
         return _fmt(version.headline("test"))
 
     @admin.display(description="human ceiling")
     def human_ceiling(self, version: RewardModelVersion) -> str:
-        return _fmt(_ceiling(version.metrics.get("test", {})))
+        return _fmt(version.ceiling("test"))
 
     @admin.display(description="test ROC-AUC")
     def test_auc(self, version: RewardModelVersion) -> str:
@@ -310,9 +200,6 @@ class VariantScoreAdmin(NoAddAdmin):
     list_display = ["variant", "version", "overall", "aspects"]
     list_filter = ["version"]
     readonly_fields = ["variant", "version", "overall", "aspects", "created_at"]
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return request.method == "GET" and super().has_change_permission(request, obj)
 
 
 @admin.action(description="Retrain reward model now")

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from annotation.importers import inspect_image
 from annotation.permissions import get_project_for
+from editloop.job_api import cancel, job_for, job_state
 from rewards import scheduling
 from rewards.models import RewardModelVersion, RewardTrainingRun
 
@@ -77,30 +78,18 @@ def version_payload(version: RewardModelVersion | None) -> dict | None:
 
 def run_payload(run: RewardTrainingRun) -> dict:
     return {
-        "id": run.pk,
-        "project": run.project_id,
-        "status": run.status,
-        "progress": round(run.progress, 4),
-        "message": run.message,
+        **job_state(run),
         "current_loss": run.current_loss,
         "trigger": run.trigger,
         "base": run.base,
         "heads": run.heads,
         "judgements_used": run.judgements_used,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "heartbeat_at": run.heartbeat_at,
         "version": version_payload(run.version),
     }
 
 
 def _run_for(request: Request, pk: int) -> RewardTrainingRun:
-    run = RewardTrainingRun.objects.select_related("version").filter(pk=pk).first()
-    if run is None:
-        raise Http404("no such reward run")
-    get_project_for(request.user, run.project_id, manager=True)
-    return run
+    return job_for(request.user, RewardTrainingRun, pk, select_related=("version",))
 
 
 class RewardRunListView(APIView):
@@ -135,13 +124,7 @@ class RewardRunView(APIView):
 
 class RewardRunCancelView(APIView):
     def post(self, request: Request, pk: int) -> Response:
-        run = _run_for(request, pk)
-        if run.is_finished:
-            return Response(
-                {"detail": f"the run already ended ({run.status})"}, status=status.HTTP_409_CONFLICT
-            )
-        run.request_cancel()
-        return Response(run_payload(run), status=status.HTTP_202_ACCEPTED)
+        return cancel(_run_for(request, pk), run_payload)
 
 
 class RewardModelListView(APIView):

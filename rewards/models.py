@@ -75,6 +75,11 @@ class RewardModelVersion(models.Model):
         """The number versions are compared on: tie-aware pairwise accuracy."""
         return self.metrics.get(split, {}).get("pairwise_accuracy")
 
+    def ceiling(self, split: str = "test") -> float | None:
+        """The annotators' own pairwise agreement on the same items: what a model can reach."""
+        ceiling = self.metrics.get(split, {}).get("human_ceiling") or {}
+        return ceiling.get("pairwise_accuracy")
+
     def promote(self) -> None:
         """Make this the project's active version; the previous one is retired. Row locks
         on the project's versions keep two promotions from interleaving."""

@@ -7,7 +7,7 @@ in rewards/runs.py, which only the Celery worker (and ``manage.py train_reward``
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Max
 
 from annotation.models import Project
@@ -47,24 +47,16 @@ def request_retrain(
     unknown = set(options) - train_option_names()
     if unknown:
         raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-    try:
-        with transaction.atomic():
-            run = RewardTrainingRun.objects.create(
-                project=project,
-                trigger=trigger,
-                requested_by=user,
-                base=base or settings.REWARD_BASE,
-                heads=heads or "fine",
-                options=options,
-                new_judgements=new_judgements_since_last_version(project),
-            )
-    except IntegrityError:
-        active = RewardTrainingRun.objects.filter(
-            project=project, status__in=RewardTrainingRun.ACTIVE
-        ).first()
-        if active is None:
-            raise
-        raise RetrainAlreadyRunning(active) from None
+    run = RewardTrainingRun.create_single_flight(
+        RetrainAlreadyRunning,
+        project=project,
+        trigger=trigger,
+        requested_by=user,
+        base=base or settings.REWARD_BASE,
+        heads=heads or "fine",
+        options=options,
+        new_judgements=new_judgements_since_last_version(project),
+    )
     if enqueue:
         transaction.on_commit(lambda: _enqueue(run.pk))
     return run
@@ -113,7 +105,4 @@ def _skipped_with(project: Project, new_judgements: int) -> bool:
 def requeue_stalled_runs() -> list[int]:
     """Runs whose worker died (no heartbeat) go back to pending and are queued again; the
     trainer resumes from the run's last checkpoint."""
-    requeued = [run.pk for run in RewardTrainingRun.stale() if run.requeue_if_stale()]
-    for run_id in requeued:
-        transaction.on_commit(lambda run_id=run_id: _enqueue(run_id))
-    return requeued
+    return RewardTrainingRun.requeue_stalled(_enqueue)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -178,6 +179,17 @@ def procedural_project(db, manager, tmp_path_factory):
         return project
 
     return make
+
+
+def wait_for(condition, timeout: float = 180, every: float = 0.25):  # noqa: ANN001, ANN201
+    """Poll ``condition`` until it returns something truthy (a worker's result)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"still waiting after {timeout} s")
 
 
 def database_url_of_this_test() -> str:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser
@@ -13,29 +12,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.permissions import get_project_for
+from editloop.job_api import cancel, job_for, job_state
 from editloop.jobs import Job
 from rewards.models import RewardModelVersion
 from training import scheduling
-from training.config import FinetuneConfig
 from training.models import FinetuneRun, GenerationRun
-
-
-def finetune_option_names() -> set[str]:
-    return set(FinetuneConfig.__dataclass_fields__) - {"method"}
-
-
-def check_finetune_options(method: str, options: dict) -> dict:
-    unknown = sorted(set(options) - finetune_option_names())
-    if unknown:
-        raise serializers.ValidationError(
-            {"options": [f"unknown option(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(sorted(finetune_option_names()))}"]}
-        )
-    try:
-        FinetuneConfig(method=method, **options)  # validates every field
-    except (TypeError, ValueError) as error:
-        raise serializers.ValidationError({"options": [str(error)]}) from None
-    return options
 
 
 class FinetuneRequestSerializer(serializers.Serializer):
@@ -67,10 +48,6 @@ class FinetuneRequestSerializer(serializers.Serializer):
         if found is None:
             raise serializers.ValidationError(f"no reward model version {value}")
         return found
-
-    def validate(self, attrs: dict) -> dict:
-        attrs["options"] = check_finetune_options(attrs["method"], attrs.get("options", {}))
-        return attrs
 
 
 class GenerationRequestSerializer(serializers.Serializer):
@@ -104,18 +81,7 @@ class GenerationRequestSerializer(serializers.Serializer):
 
 
 def job_payload(job: Job) -> dict:
-    return {
-        "id": job.pk,
-        "project": job.project_id,
-        "status": job.status,
-        "progress": round(job.progress, 4),
-        "message": job.message,
-        "attempts": job.attempts,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "heartbeat_at": job.heartbeat_at,
-        "finished_at": job.finished_at,
-    }
+    return {**job_state(job), "attempts": job.attempts}
 
 
 def finetune_payload(run: FinetuneRun) -> dict:
@@ -123,7 +89,7 @@ def finetune_payload(run: FinetuneRun) -> dict:
         **job_payload(run),
         "method": run.method,
         "base": run.base,
-        "tiny_random_init": run.is_random_init or run.base == "tiny",
+        "tiny_random_init": run.from_tiny_editor,
         "reward_source": run.reward_source,
         "reward_version": run.reward_version_id,
         "filters": run.filters,
@@ -157,23 +123,6 @@ def generation_payload(run: GenerationRun) -> dict:
     }
 
 
-def _job_for(request: Request, model: type[Job], pk: int) -> Job:
-    job = model.objects.filter(pk=pk).first()
-    if job is None:
-        raise Http404(f"no such {model._meta.verbose_name}")
-    get_project_for(request.user, job.project_id, manager=True)
-    return job
-
-
-def _cancel(job: Job) -> Response | None:
-    if job.is_finished:
-        return Response(
-            {"detail": f"the run already ended ({job.status})"}, status=status.HTTP_409_CONFLICT
-        )
-    job.request_cancel()
-    return None
-
-
 def _bad_request(error: scheduling.BadRequest) -> Response:
     return Response({error.field: [error.message]}, status=status.HTTP_400_BAD_REQUEST)
 
@@ -205,14 +154,12 @@ class FinetuneRunListView(APIView):
 
 class FinetuneRunView(APIView):
     def get(self, request: Request, pk: int) -> Response:
-        return Response(finetune_payload(_job_for(request, FinetuneRun, pk)))
+        return Response(finetune_payload(job_for(request.user, FinetuneRun, pk)))
 
 
 class FinetuneRunCancelView(APIView):
     def post(self, request: Request, pk: int) -> Response:
-        run = _job_for(request, FinetuneRun, pk)
-        refused = _cancel(run)
-        return refused or Response(finetune_payload(run), status=status.HTTP_202_ACCEPTED)
+        return cancel(job_for(request.user, FinetuneRun, pk), finetune_payload)
 
 
 class GenerationRunListView(APIView):
@@ -238,11 +185,9 @@ class GenerationRunListView(APIView):
 
 class GenerationRunView(APIView):
     def get(self, request: Request, pk: int) -> Response:
-        return Response(generation_payload(_job_for(request, GenerationRun, pk)))
+        return Response(generation_payload(job_for(request.user, GenerationRun, pk)))
 
 
 class GenerationRunCancelView(APIView):
     def post(self, request: Request, pk: int) -> Response:
-        run = _job_for(request, GenerationRun, pk)
-        refused = _cancel(run)
-        return refused or Response(generation_payload(run), status=status.HTTP_202_ACCEPTED)
+        return cancel(job_for(request.user, GenerationRun, pk), generation_payload)

@@ -3,7 +3,7 @@ validate a launch request's options without loading the ML stack."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 METHODS = ("supervised", "weighted", "conditional", "multireward", "dpo")
 PRECISIONS = ("no", "bf16")
@@ -100,3 +100,18 @@ class FinetuneConfig:
 def _require(ok: bool, field_name: str, message: str) -> None:
     if not ok:
         raise ValueError(f"{field_name}: {message}")
+
+
+def option_names() -> set[str]:
+    """What a run's ``options`` may set (the method is the run's own field)."""
+    return {field.name for field in fields(FinetuneConfig)} - {"method"}
+
+
+def config_from_options(method: str, options: dict) -> FinetuneConfig:
+    """The run's configuration; ValueError naming the first unknown or bad option."""
+    unknown = sorted(set(options) - option_names())
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(option_names()))}"
+        )
+    return FinetuneConfig(method=method, **options)  # __post_init__ validates every field

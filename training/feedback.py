@@ -19,6 +19,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db.models import QuerySet
+from PIL import Image as PILImage
 
 from annotation.models import EditTask, Image, Judgement, Project, Variant
 from rewards.models import RewardModelVersion, VariantScore
@@ -67,6 +68,12 @@ class VariantFeedback:
 
 def image_path(image: Image) -> Path:
     return Path(settings.MEDIA_ROOT) / image.file.name
+
+
+def source_photo(task: EditTask) -> PILImage.Image:
+    """The task's source image, decoded as RGB."""
+    with PILImage.open(image_path(task.source)) as opened:
+        return opened.convert("RGB")
 
 
 # --- selecting ------------------------------------------------------------------------------
@@ -120,36 +127,45 @@ def human_feedback(judgements: QuerySet, keep: set[int]) -> dict[int, VariantFee
     return feedback
 
 
-def model_feedback(version: RewardModelVersion, keep: set[int]) -> dict[int, VariantFeedback]:
-    scores = VariantScore.objects.filter(version=version, variant_id__in=keep)
-    return {
-        score.variant_id: VariantFeedback(
-            reward=score.overall, aspects=dict(score.aspects), source="model"
-        )
-        for score in scores
-    }
-
-
-def variant_feedback(
-    project: Project, source: str, version: RewardModelVersion | None, filters: Filters
+def model_feedback(
+    source: str, version: RewardModelVersion | None, keep: set[int]
 ) -> dict[int, VariantFeedback]:
-    keep = set(train_variants(project, filters).values_list("id", flat=True))
-    human = (
-        human_feedback(usable_judgements(project, filters), keep) if source != "model" else {}
-    )
-    if source == "human":
-        return human
+    """The reward model's scores of the variants in ``keep``; refuses, saying what to do,
+    when there is no model or it has scored none of them yet."""
     if version is None:
         raise NotEnoughFeedback(
             f"reward source {source!r} needs a reward model: train one first "
             "(Retrain reward model now) or use the human reward source"
         )
-    model = model_feedback(version, keep)
-    if not model:
+    scores = VariantScore.objects.filter(version=version, variant_id__in=keep)
+    found = {
+        score.variant_id: VariantFeedback(
+            reward=score.overall, aspects=dict(score.aspects), source="model"
+        )
+        for score in scores
+    }
+    if not found:
         raise NotEnoughFeedback(
             f"{version} has scored none of the train-split variants yet; wait for its "
             "scoring job to finish"
         )
+    return found
+
+
+def variant_feedback(
+    project: Project,
+    source: str,
+    version: RewardModelVersion | None,
+    filters: Filters,
+    keep: set[int],
+) -> dict[int, VariantFeedback]:
+    """Rewards of the variants in ``keep`` from the chosen source."""
+    human = (
+        human_feedback(usable_judgements(project, filters), keep) if source != "model" else {}
+    )
+    if source == "human":
+        return human
+    model = model_feedback(source, version, keep)
     return {**model, **human} if source == "human+model" else model
 
 
@@ -165,8 +181,9 @@ def edit_examples(
 ) -> list[EditExample]:
     """One example per variant that has a reward; the supervised loss keeps only each
     task's preferred variants (HIVE §3.1 starts from the best edits)."""
-    feedback = variant_feedback(project, source, version, filters)
-    variants = list(train_variants(project, filters).filter(id__in=feedback).order_by("id"))
+    variants = list(train_variants(project, filters).order_by("id"))
+    feedback = variant_feedback(project, source, version, filters, {v.pk for v in variants})
+    variants = [variant for variant in variants if variant.pk in feedback]
     if method == "supervised":
         variants = preferred_variants(variants, feedback)
     return [
@@ -213,8 +230,7 @@ def preference_pairs(
     tasks = {v.task_id for v in variants.values()}
     if source == "human+model":  # the model labels only what nobody judged
         tasks -= _judged_tasks(project, filters)
-    feedback = variant_feedback(project, "model", version, filters)
-    pairs += _model_pairs(feedback, variants, tasks)
+    pairs += _model_pairs(model_feedback(source, version, set(variants)), variants, tasks)
     return pairs
 
 

@@ -23,7 +23,7 @@ from annotation.models import EditTask, Membership, Project, Variant
 from editloop.jobs import JobCancelled
 from rewards.models import RewardModelVersion
 from training.config import FinetuneConfig
-from training.feedback import Filters, NotEnoughFeedback, image_path, training_data
+from training.feedback import Filters, NotEnoughFeedback, source_photo, training_data
 from training.models import FinetuneRun
 
 log = logging.getLogger(__name__)
@@ -152,9 +152,8 @@ def evaluate_against_base(run: FinetuneRun, version: RewardModelVersion | None) 
         return {"tasks": 0, "note": "the project has no test-split tasks to evaluate on"}
     editors = {"base": load_editor(run.base), "finetuned": load_editor(str(run.pipeline_dir))}
     outputs = {name: [] for name in editors}
-    for number, task in enumerate(tasks, start=1):
-        with PILImage.open(image_path(task.source)) as opened:
-            source = opened.convert("RGB")
+    sources = [source_photo(task) for task in tasks]
+    for number, (task, source) in enumerate(zip(tasks, sources, strict=True), start=1):
         for name, editor in editors.items():
             outputs[name].append(editor.edit(source, task.instruction, seed=number))
         run.report(
@@ -164,23 +163,24 @@ def evaluate_against_base(run: FinetuneRun, version: RewardModelVersion | None) 
     if version is None:
         evaluation["note"] = "no active reward model: nothing scored the edits"
     else:
-        evaluation.update(score_editors(version, tasks, outputs))
+        evaluation.update(score_editors(version, tasks, sources, outputs))
     if run.ab_batch:
         evaluation["ab_project"] = create_ab_batch(run, tasks, outputs).pk
     return evaluation
 
 
 def score_editors(
-    version: RewardModelVersion, tasks: list[EditTask], outputs: dict[str, list]
+    version: RewardModelVersion,
+    tasks: list[EditTask],
+    sources: list[PILImage.Image],
+    outputs: dict[str, list],
 ) -> dict:
     from rewards.registry import loaded_model
     from rewards.scoring import score_images
 
     model = loaded_model(version)
     scores: dict[str, list[dict]] = {name: [] for name in outputs}
-    for index, task in enumerate(tasks):
-        with PILImage.open(image_path(task.source)) as opened:
-            source = opened.convert("RGB")
+    for index, (task, source) in enumerate(zip(tasks, sources, strict=True)):
         base, tuned = score_images(
             model, source, [outputs["base"][index], outputs["finetuned"][index]], task.instruction
         )
@@ -241,6 +241,9 @@ def create_ab_batch(run: FinetuneRun, tasks: list[EditTask], outputs: dict[str, 
 def _add_ab_task(
     ab: Project, task: EditTask, pair: list[tuple[str, str]], outputs: dict, index: int
 ) -> None:
+    images = [store_pil_image(outputs[name][index]) for name, _ in pair]
+    if images[0].pk == images[1].pk:  # both editors gave the same pixels: nothing to compare
+        return
     copy = EditTask.objects.create(
         project=ab,
         source=task.source,
@@ -249,10 +252,6 @@ def _add_ab_task(
         split="test",
         external_id=f"ab-{task.pk}",
     )
-    images = [store_pil_image(outputs[name][index]) for name, _ in pair]
-    if images[0].pk == images[1].pk:  # both editors gave the same pixels: nothing to compare
-        copy.delete()
-        return
     Variant.objects.bulk_create(
         Variant(
             task=copy,

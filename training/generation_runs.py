@@ -9,6 +9,7 @@ whose worker died resumes with the tasks it had not done yet.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from PIL import Image as PILImage
 from annotation.importers import store_pil_image
 from annotation.models import EditTask, Variant
 from editloop.jobs import JobCancelled
-from training.feedback import image_path
+from training.feedback import source_photo
 from training.models import GeneratedTask, GenerationRun
 
 log = logging.getLogger(__name__)
@@ -93,22 +94,24 @@ def generate_round(run: GenerationRun) -> None:
     slots = slots_of(run)
     tasks = source_tasks(run)
     done = set(run.generated.values_list("source_task_id", flat=True))
+    # Counted once (a resumed run's earlier work), then kept up to date here.
+    created = len(done)
+    variants = Variant.objects.filter(task__generated_by__run=run).count()
     run.report(0.0, f"{len(done)} of {len(tasks)} tasks already generated")
     for number, task in enumerate(tasks, start=1):
         if task.pk not in done:
-            images = edit_task(editor, task, slots)
-            save_generated_task(run, task, editor, slots, images)
+            saved = save_generated_task(run, task, editor, slots, edit_task(editor, task, slots))
+            created, variants = created + (saved > 0), variants + saved
         run.report(
             number / max(len(tasks), 1),
             f"generated {number}/{len(tasks)} tasks",
-            tasks_created=run.generated.count(),
-            variants_created=Variant.objects.filter(task__generated_by__run=run).count(),
+            tasks_created=created,
+            variants_created=variants,
         )
 
 
 def edit_task(editor, task: EditTask, slots: list[Slot]) -> list[PILImage.Image]:  # noqa: ANN001
-    with PILImage.open(image_path(task.source)) as opened:
-        source = opened.convert("RGB")
+    source = source_photo(task)
     return [
         editor.edit(
             source,
@@ -121,15 +124,31 @@ def edit_task(editor, task: EditTask, slots: list[Slot]) -> list[PILImage.Image]
     ]
 
 
+def distinct_images(
+    slots: list[Slot], images: list[PILImage.Image]
+) -> list[tuple[PILImage.Image, Slot]]:
+    """Each distinct picture once, with the first slot that made it."""
+    seen: dict[tuple, tuple[PILImage.Image, Slot]] = {}
+    for slot, image in zip(slots, images, strict=True):
+        rgb = image.convert("RGB")
+        seen.setdefault((rgb.size, hashlib.sha256(rgb.tobytes()).digest()), (rgb, slot))
+    return list(seen.values())
+
+
 def save_generated_task(
     run: GenerationRun,
     source_task: EditTask,
     editor,  # noqa: ANN001
     slots: list[Slot],
     images: list[PILImage.Image],
-) -> EditTask | None:
-    """The new task with its variants, all or nothing. Identical outputs (an editor that
-    ignores the seed) are kept once; a task needs two different variants to be ranked."""
+) -> int:
+    """The new task with its variants, all or nothing; returns how many variants it got (0:
+    not created). Identical outputs (an editor that ignores the seed) are kept once; a task
+    needs two different variants to be ranked."""
+    distinct = distinct_images(slots, images)
+    if len(distinct) < 2:
+        log.warning("editor gave one distinct image for task %s; skipped", source_task.pk)
+        return 0
     with transaction.atomic():
         task = EditTask.objects.create(
             project=run.project,
@@ -141,14 +160,7 @@ def save_generated_task(
             external_id=f"{source_task.external_id}@r{run.round}" if source_task.external_id
             else "",
         )
-        stored = {}
-        for slot, image in zip(slots, images, strict=True):
-            row = store_pil_image(image)
-            stored.setdefault(row.pk, (row, slot))
-        if len(stored) < 2:
-            transaction.set_rollback(True)
-            log.warning("editor gave one distinct image for task %s; skipped", source_task.pk)
-            return None
+        stored = [(store_pil_image(image), slot) for image, slot in distinct]
         Variant.objects.bulk_create(
             Variant(
                 task=task,
@@ -163,7 +175,7 @@ def save_generated_task(
                     "round": run.round,
                 },
             )
-            for row, slot in stored.values()
+            for row, slot in stored
         )
         GeneratedTask.objects.create(run=run, source_task=source_task, task=task)
-    return task
+    return len(stored)

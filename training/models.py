@@ -85,8 +85,14 @@ class FinetuneRun(Job):
         ]
 
     def __str__(self) -> str:
-        label = " (tiny random-init)" if self.is_random_init or self.base == "tiny" else ""
+        label = " (tiny random-init)" if self.from_tiny_editor else ""
         return f"fine-tune {self.pk} ({self.method}{label}) of {self.project}"
+
+    @property
+    def from_tiny_editor(self) -> bool:
+        """Labelled tiny random-init from the request on (is_random_init is set once the
+        trainer has loaded the base)."""
+        return self.is_random_init or self.base == "tiny"
 
     @property
     def work_dir(self) -> Path:

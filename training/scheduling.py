@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Max
 
 from annotation.models import Project
 from rewards.models import RewardModelVersion
+from training.config import config_from_options
 from training.feedback import Filters
 from training.models import FinetuneRun, GenerationRun
 
@@ -53,6 +54,31 @@ def check_filters(filters: dict) -> dict:
     return filters
 
 
+def check_finetune_request(
+    project: Project,
+    *,
+    method: str,
+    base: str,
+    reward_source: str,
+    reward_version: RewardModelVersion | None,
+    filters: dict,
+    options: dict,
+) -> None:
+    """BadRequest naming the first field of a launch request that is wrong."""
+    if method not in FinetuneRun.Method.values:
+        raise BadRequest("method", f"{method!r} is not one of {', '.join(FinetuneRun.Method)}")
+    if reward_source not in FinetuneRun.RewardSource.values:
+        raise BadRequest("reward_source", f"{reward_source!r} is not one of "
+                         f"{', '.join(FinetuneRun.RewardSource)}")
+    try:
+        config_from_options(method, options)
+    except ValueError as error:
+        raise BadRequest("options", str(error)) from None
+    check_base(base)
+    check_reward_version(project, reward_version)
+    check_filters(filters)
+
+
 def request_finetune(
     project: Project,
     *,
@@ -69,32 +95,24 @@ def request_finetune(
 ) -> FinetuneRun:
     """A pending run, queued once the transaction commits. One active fine-tune per
     project (a partial unique index holds the rule)."""
-    if method not in FinetuneRun.Method.values:
-        raise BadRequest("method", f"{method!r} is not one of {', '.join(FinetuneRun.Method)}")
-    if reward_source not in FinetuneRun.RewardSource.values:
-        raise BadRequest("reward_source", f"{reward_source!r} is not one of "
-                         f"{', '.join(FinetuneRun.RewardSource)}")
-    try:
-        with transaction.atomic():
-            run = FinetuneRun.objects.create(
-                project=project,
-                method=method,
-                requested_by=user,
-                base=check_base(base),
-                reward_source=reward_source,
-                reward_version=check_reward_version(project, reward_version),
-                filters=check_filters(filters or {}),
-                options=options or {},
-                evaluate=evaluate,
-                ab_batch=ab_batch,
-            )
-    except IntegrityError:
-        active = FinetuneRun.objects.filter(
-            project=project, status__in=FinetuneRun.ACTIVE
-        ).first()
-        if active is None:
-            raise
-        raise FinetuneAlreadyRunning(active) from None
+    filters, options = filters or {}, options or {}
+    check_finetune_request(
+        project, method=method, base=base, reward_source=reward_source,
+        reward_version=reward_version, filters=filters, options=options,
+    )
+    run = FinetuneRun.create_single_flight(
+        FinetuneAlreadyRunning,
+        project=project,
+        method=method,
+        requested_by=user,
+        base=base,
+        reward_source=reward_source,
+        reward_version=reward_version,
+        filters=filters,
+        options=options,
+        evaluate=evaluate,
+        ab_batch=ab_batch,
+    )
     if enqueue:
         transaction.on_commit(lambda: enqueue_finetune(run.pk))
     return run
@@ -117,17 +135,10 @@ def request_generation(
     max_tasks: int | None = None,
     enqueue: bool = True,
 ) -> GenerationRun:
-    k = _variants_per_task(project, variants_per_task, seeds)
-    if seeds is not None and len(seeds) != k:
-        raise BadRequest("seeds", f"give one seed per variant ({k}), not {len(seeds)}")
-    if guidance_scales is not None and (
-        len(guidance_scales) != k or any(len(g) != 2 for g in guidance_scales)
-    ):
-        raise BadRequest("guidance_scales", f"give {k} [text, image] guidance pairs")
-    if finetune_run is not None:
-        _check_finetuned(project, finetune_run)
-    elif editor not in ("procedural", "tiny"):
-        check_base(editor, "editor")
+    k = check_generation_request(
+        project, editor=editor, finetune_run=finetune_run,
+        variants_per_task=variants_per_task, seeds=seeds, guidance_scales=guidance_scales,
+    )
     run = GenerationRun.objects.create(
         project=project,
         requested_by=user,
@@ -143,6 +154,30 @@ def request_generation(
     if enqueue:
         transaction.on_commit(lambda: enqueue_generation(run.pk))
     return run
+
+
+def check_generation_request(
+    project: Project,
+    *,
+    editor: str,
+    finetune_run: FinetuneRun | None,
+    variants_per_task: int | None,
+    seeds: list[int] | None,
+    guidance_scales: list[list[float]] | None,
+) -> int:
+    """How many variants each task gets; BadRequest naming the first wrong field."""
+    k = _variants_per_task(project, variants_per_task, seeds)
+    if seeds is not None and len(seeds) != k:
+        raise BadRequest("seeds", f"give one seed per variant ({k}), not {len(seeds)}")
+    if guidance_scales is not None and (
+        len(guidance_scales) != k or any(len(g) != 2 for g in guidance_scales)
+    ):
+        raise BadRequest("guidance_scales", f"give {k} [text, image] guidance pairs")
+    if finetune_run is not None:
+        _check_finetuned(project, finetune_run)
+    elif editor not in ("procedural", "tiny"):
+        check_base(editor, "editor")
+    return k
 
 
 def _variants_per_task(project: Project, asked: int | None, seeds: list[int] | None) -> int:
@@ -176,10 +211,8 @@ def enqueue_generation(run_id: int) -> None:
 def requeue_stalled_jobs() -> list[str]:
     """Runs whose worker died go back to pending and are queued again; a fine-tune resumes
     from its latest checkpoint, a generation from the first task it had not done."""
-    requeued = []
-    for model, enqueue in ((FinetuneRun, enqueue_finetune), (GenerationRun, enqueue_generation)):
-        for run in model.stale():
-            if run.requeue_if_stale():
-                requeued.append(f"{model.__name__}:{run.pk}")
-                transaction.on_commit(lambda run_id=run.pk, go=enqueue: go(run_id))
-    return requeued
+    return [
+        f"{model.__name__}:{pk}"
+        for model, enqueue in ((FinetuneRun, enqueue_finetune), (GenerationRun, enqueue_generation))
+        for pk in model.requeue_stalled(enqueue)
+    ]

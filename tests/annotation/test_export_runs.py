@@ -21,7 +21,7 @@ from annotation import export_runs, exporters
 from annotation.export_models import ExportRun, exports_root
 from annotation.models import Image, Judgement
 from tests.annotation.test_exporters import expected_pairs, jsonl_rows, judge_project
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, wait_for
 
 
 @pytest.fixture
@@ -226,16 +226,6 @@ def test_a_reader_that_stops_early_stops_the_prefetch_thread():
 
 
 # --- a real worker ----------------------------------------------------------------------------
-
-
-def wait_for(condition, timeout: float = 120, every: float = 0.25):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(every)
-    raise AssertionError(f"still waiting after {timeout} s")
 
 
 def test_a_celery_worker_runs_the_export(judged, manager, celery_worker):

@@ -14,6 +14,7 @@ from evaluation.simulated import fill_with_simulated_judgements
 from rewards import scheduling
 from rewards.admin import retrain_reward_model_now
 from rewards.models import RewardTrainingRun
+from tests.conftest import wait_for
 
 ENV = {"REWARD_MIN_TRAIN_JUDGEMENTS": "10", "REWARD_MIN_VAL_JUDGEMENTS": "2"}
 
@@ -25,16 +26,6 @@ def judged_project(procedural_project, settings):
     project = procedural_project(tasks=12, overlap=3)
     fill_with_simulated_judgements(project, 36, annotators=3, seed=5)
     return project
-
-
-def wait_for(condition, timeout: float = 180, every: float = 0.25):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(every)
-    raise AssertionError(f"still waiting after {timeout} s")
 
 
 def _admin_request(user):  # noqa: ANN001, ANN202

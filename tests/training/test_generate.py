@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from training.generate import (
@@ -20,14 +18,6 @@ from training.generate import (
 from training.procedural import OPERATIONS
 from training.records import EditExample
 from training.trainer import FinetuneConfig, train_editor
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def smooth_photo(seed: int, size: tuple[int, int] = (48, 36)) -> Image.Image:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +19,6 @@ from training.pix2pix import (
 )
 from training.procedural import DEMO_PHOTOS, RECIPES
 from training.tiny import build_tiny_editor, build_tiny_tokenizer, tiny_unet
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # Tiny models gain nothing from threads, and the test machines are shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def photo(size: tuple[int, int] = (48, 40), seed: int = 0) -> Image.Image:

@@ -7,8 +7,7 @@ import pytest
 
 from annotation.models import EditTask
 from evaluation.simulated import fill_with_simulated_judgements
-from tests.conftest import client_for
-from tests.rewards.test_worker import wait_for
+from tests.conftest import client_for, wait_for
 from training import scheduling
 from training.models import FinetuneRun, GenerationRun
 

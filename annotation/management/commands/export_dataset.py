@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from annotation import export_runs, exporters
 from annotation.export_models import ExportRun
-from annotation.models import Project
+from annotation.management.commands.import_tasks import find_project
 
 
 class Command(BaseCommand):
@@ -46,7 +46,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, project: str, **options) -> None:
-        found = _project(project)
+        found = find_project(project)
         try:
             run = export_runs.request_export(
                 found, request_body(options), trigger=ExportRun.Trigger.COMMAND,
@@ -109,11 +109,3 @@ def _as_json(run: ExportRun) -> dict:
         "seconds": (run.finished_at - run.started_at).total_seconds(),
         "manifest": run.manifest,
     }
-
-
-def _project(key: str) -> Project:
-    found = Project.objects.filter(pk=int(key)) if key.isdigit() else Project.objects.none()
-    found = found or Project.objects.filter(name=key)
-    if not found:
-        raise CommandError(f"no project {key!r} (give its id or exact name)")
-    return found.get()

@@ -10,28 +10,24 @@ far less, but the export's table is what a pairs benchmark measures.
 
 from __future__ import annotations
 
-import io
 import random
 
-from django.contrib.auth.models import User
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, models, transaction
 from PIL import Image as PILImage
 from tqdm import tqdm
 
-from annotation.importers import inspect_image
+from annotation.importers import store_pil_image
 from annotation.models import (
     AspectScore,
     Assignment,
     EditTask,
     Image,
     Judgement,
-    Membership,
     Project,
     Variant,
 )
+from evaluation.simulated import simulated_users
 
 # Per table: the columns seeded here, as SQL over the FROM clause below them; every other
 # column gets its Django default (see insert_sql), so a column added later needs nothing here.
@@ -185,15 +181,8 @@ class Command(BaseCommand):
 
 
 def annotator_ids(project: Project, count: int) -> list[int]:
-    ids = []
-    for number in range(1, count + 1):
-        user, created = User.objects.get_or_create(username=f"seed-annotator-{number}")
-        if created:
-            user.set_unusable_password()
-            user.save(update_fields=["password"])
-        Membership.objects.get_or_create(project=project, user=user)
-        ids.append(user.pk)
-    return ids
+    """Accounts without a usable password, members of the project."""
+    return [user.pk for user in simulated_users(project, count, prefix="seed-annotator-")]
 
 
 def image_pool(count: int) -> list[Image]:
@@ -202,19 +191,7 @@ def image_pool(count: int) -> list[Image]:
     found = []
     for _ in range(count):
         colour = tuple(rng.randrange(256) for _ in range(3))
-        buffer = io.BytesIO()
-        PILImage.new("RGB", (64, 48), colour).save(buffer, format="PNG")
-        data = buffer.getvalue()
-        checked = inspect_image(data)
-        name = f"images/{checked.sha256[:2]}/{checked.sha256}.png"
-        if not default_storage.exists(name):
-            default_storage.save(name, ContentFile(data))
-        image, _ = Image.objects.get_or_create(
-            sha256=checked.sha256,
-            defaults={"file": name, "width": checked.width, "height": checked.height,
-                      "format": checked.format, "size_bytes": checked.size_bytes},
-        )
-        found.append(image)
+        found.append(store_pil_image(PILImage.new("RGB", (64, 48), colour)))
     return found
 
 

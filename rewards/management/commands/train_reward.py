@@ -7,7 +7,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from annotation.models import Project
+from annotation.management.commands.import_tasks import find_project
 from rewards import scheduling
 from rewards.models import RewardTrainingRun
 
@@ -30,7 +30,7 @@ class Command(BaseCommand):
     def handle(self, *args, project: str, base: str | None, heads: str, **options) -> None:
         from rewards.runs import execute  # torch is imported only when training
 
-        found = _project(project)
+        found = find_project(project)
         try:
             run = scheduling.request_retrain(
                 found,
@@ -56,14 +56,6 @@ class Command(BaseCommand):
         self.stdout.write(f"run {run.pk}: {run.status}. {run.message}")
         if run.status != RewardTrainingRun.Status.SUCCEEDED:
             raise CommandError(f"the run ended {run.status}")
-
-
-def _project(key: str) -> Project:
-    found = Project.objects.filter(pk=int(key)) if key.isdigit() else Project.objects.none()
-    found = found or Project.objects.filter(name=key)
-    if not found:
-        raise CommandError(f"no project {key!r} (give its id or exact name)")
-    return found.get()
 
 
 def _options(pairs: list[str]) -> dict:
