@@ -88,6 +88,14 @@ class Project(models.Model):
         help_text="The scheduled check retrains the reward model once this many judgements "
         "arrived since its last version.",
     )
+    reward_options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Options of this project's reward-model retrains, scheduled or requested "
+        '(a request\'s own options override them key by key), e.g. {"frozen_prefix": true, '
+        '"freeze_fraction": 1.0, "text_freeze_fraction": 0.7, "epochs": 5}. See '
+        "docs/reward_model.md.",
+    )
     active_learning = models.BooleanField(
         default=False,
         help_text="Serve first the tasks whose variants the active reward model cannot tell "
@@ -155,6 +163,7 @@ class Project(models.Model):
 
     def clean(self) -> None:
         validate_aspects(self.aspects)
+        validate_reward_options(self.reward_options)
 
     def role_of(self, user: User) -> str | None:
         if not user.is_authenticated:
@@ -165,6 +174,17 @@ class Project(models.Model):
 def split_bucket(image_sha256: str) -> float:
     """A photo's fixed place in [0, 1]: below test_fraction is test, then val, then train."""
     return int(hashlib.sha256(image_sha256.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def validate_reward_options(options: object) -> None:
+    from rewards.config import split_options  # torch-free
+
+    if not isinstance(options, dict):
+        raise ValidationError({"reward_options": "give a JSON object of option: value"})
+    try:
+        split_options(options)
+    except ValueError as error:
+        raise ValidationError({"reward_options": str(error)}) from None
 
 
 def validate_aspects(aspects: object) -> None:

@@ -7,7 +7,14 @@ from django.db import transaction
 from rest_framework import serializers
 
 from annotation.assignment import ShownImage
-from annotation.models import Assignment, Membership, Project, default_aspects, validate_aspects
+from annotation.models import (
+    Assignment,
+    Membership,
+    Project,
+    default_aspects,
+    validate_aspects,
+    validate_reward_options,
+)
 
 
 class UserCreateSerializer(serializers.ModelSerializer):
@@ -47,6 +54,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "val_fraction",
             "test_fraction",
             "retrain_min_new_judgements",
+            "reward_options",
             "active_learning",
             "role",
             "created_at",
@@ -70,6 +78,13 @@ class ProjectSerializer(serializers.ModelSerializer):
             }
             for aspect in value
         ]
+
+    def validate_reward_options(self, value: object) -> dict:
+        try:
+            validate_reward_options(value)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict["reward_options"]) from None
+        return value
 
     def validate_gold_rate(self, value: float) -> float:
         if not 0 <= value <= 1:

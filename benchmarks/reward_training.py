@@ -13,6 +13,10 @@ Measures
 - retraining after 10% new judgements: with the feature cache warm from the previous
   version vs. without a cache (the target is cached <= 25% of uncached).
 
+--models picks what to measure: tiny, base, and their frozen_prefix variants tiny-prefix
+and base-prefix (whole vision tower and --prefix-text-freeze of the text layers frozen, the
+text prefix cached too; see rewards/reward_model.py).
+
     .venv/bin/python benchmarks/reward_training.py                 # CPU, ~5 minutes
     .venv/bin/python benchmarks/reward_training.py --device cuda --dtype bf16 \\
         --base-steps 20 --base-image-size 384 --retrain-base
@@ -49,6 +53,7 @@ from rewards.trainer import TrainConfig, train, training_steps  # noqa: E402
 from training.procedural import build_demo_manifest  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+MODELS = ("tiny", "base", "tiny-prefix", "base-prefix")
 
 
 def parse_args() -> argparse.Namespace:
@@ -64,7 +69,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--base-score-items", type=int, default=16)
     parser.add_argument("--retrain-epochs", type=int, default=3)
     parser.add_argument("--retrain-base", action="store_true", help="also retrain base size")
-    parser.add_argument("--skip-base", action="store_true")
+    parser.add_argument(
+        "--models", default="tiny,base", help=f"comma-separated, of {', '.join(MODELS)}"
+    )
+    parser.add_argument("--prefix-text-freeze", type=float, default=0.7)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args()
@@ -79,7 +87,7 @@ def demo_records(directory: Path, tasks: int, annotators: int) -> list[Judgement
     return manifest_records(manifest, people, per_task=annotators, seed=0, fractions=(0.8, 0.1))
 
 
-def base_size_model(image_size: int) -> BlipRewardModel:
+def base_size_model(image_size: int, **options: Any) -> BlipRewardModel:
     """BLIP-base architecture (ViT-B/16 + BERT-base with cross-attention), random init."""
     tokenizer = build_tiny_tokenizer()  # ids stay below the 30524-word embedding table
     vision = {
@@ -95,7 +103,9 @@ def base_size_model(image_size: int) -> BlipRewardModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # every call the same weights, so versions share cache entries
         blip = BlipForImageTextRetrieval(blip_config)
-    config = RewardModelConfig(base="random:blip-base", blip_config=blip_config.to_dict())
+    config = RewardModelConfig(
+        base="random:blip-base", blip_config=blip_config.to_dict(), **options
+    )
     return BlipRewardModel(
         config, blip.vision_model, blip.text_encoder, tokenizer, build_image_processor(image_size)
     )
@@ -195,6 +205,8 @@ def time_retrain(
             "steps": result.steps,
             "images_encoded": result.cache_misses,
             "images_reused": result.cache_hits,
+            "prefixes_computed": result.prefix_cache_misses,
+            "prefixes_reused": result.prefix_cache_hits,
         }
     cached, uncached = timings["with_cache"]["seconds"], timings["without_cache"]["seconds"]
     timings["cached_over_uncached"] = cached / uncached
@@ -300,6 +312,31 @@ def measure_model(
     return section
 
 
+def measure_named_model(
+    name: str, records: list[JudgementRecord], work: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    if name not in MODELS:
+        raise SystemExit(f"--models: {name!r} is not one of {', '.join(MODELS)}")
+    size, _, prefix = name.partition("-")
+    options: dict[str, Any] = {}
+    if prefix:
+        options = {
+            "freeze_fraction": 1.0,
+            "text_freeze_fraction": args.prefix_text_freeze,
+            "frozen_prefix": True,
+        }
+    if size == "tiny":
+        return measure_model(
+            name, lambda: BlipRewardModel.from_base("tiny", **options), records, work, args,
+            args.tiny_steps, 8, None, retrain=True,
+        )  # fmt: skip
+    section = measure_model(
+        name, lambda: base_size_model(args.base_image_size, **options), records, work, args,
+        args.base_steps, args.base_batch, args.base_score_items, args.retrain_base,
+    )  # fmt: skip
+    return {**section, "image_size": args.base_image_size}
+
+
 def main() -> None:
     args = parse_args()
     if args.threads:
@@ -320,16 +357,8 @@ def main() -> None:
             "judgements": len(records),
             "build_seconds": time.perf_counter() - started,
         }
-        results["models"]["tiny"] = measure_model(
-            "tiny", lambda: BlipRewardModel.from_base("tiny"), records, work, args,
-            args.tiny_steps, 8, None, retrain=True,
-        )  # fmt: skip
-        if not args.skip_base:
-            results["models"]["base"] = measure_model(
-                "base", lambda: base_size_model(args.base_image_size), records, work, args,
-                args.base_steps, args.base_batch, args.base_score_items, args.retrain_base,
-            )  # fmt: skip
-            results["models"]["base"]["image_size"] = args.base_image_size
+        for name in args.models.split(","):
+            results["models"][name] = measure_named_model(name, records, work, args)
     results["total_seconds"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "reward_training.json").write_text(json.dumps(results, indent=2))

@@ -19,6 +19,7 @@ from annotation.importers import inspect_image
 from annotation.permissions import get_project_for
 from editloop.job_api import cancel, job_for, job_state
 from rewards import scheduling
+from rewards.config import split_options
 from rewards.models import RewardModelVersion, RewardTrainingRun
 
 MAX_SCORE_IMAGES = 32
@@ -42,17 +43,9 @@ class RetrainSerializer(serializers.Serializer):
         return value
 
     def validate_options(self, value: dict) -> dict:
-        from rewards.trainer import TrainConfig
-
-        allowed = set(TrainConfig.__dataclass_fields__)
-        unknown = sorted(set(value) - allowed)
-        if unknown:
-            raise serializers.ValidationError(
-                f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}"
-            )
         try:
-            TrainConfig(**value).validate()
-        except (TypeError, ValueError) as error:
+            split_options(value)
+        except ValueError as error:
             raise serializers.ValidationError(str(error)) from None
         return value
 

@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-TIE_MODES = ("skip", "soft")
+from rewards.config import TIE_MODES
+
 SPLITS = ("train", "val", "test")
 
 
@@ -169,6 +170,8 @@ class PixelSource:
 
 
 ImageSource = Callable[[ImageRef], torch.Tensor]
+# (instruction, source, edited) -> the cached text prefix (L, H) of a frozen_prefix model
+PrefixSource = Callable[[str, ImageRef, ImageRef], torch.Tensor]
 
 
 @dataclass
@@ -180,6 +183,7 @@ class JudgementItem:
     pairs: list[tuple[int, int, float, float]]  # (winner index, loser index, target, weight)
     aspect_target: torch.Tensor  # (K, A)
     aspect_mask: torch.Tensor  # (K, A) bool: the annotator gave this score
+    prefix: torch.Tensor | None = None  # (K, L, H) cached text prefixes, if any
 
 
 class JudgementDataset(Dataset):
@@ -193,9 +197,11 @@ class JudgementDataset(Dataset):
         images: ImageSource,
         tie_mode: str = "skip",
         include_unsure: bool = False,
+        prefixes: PrefixSource | None = None,
     ) -> None:
         self.aspects = list(aspects)
         self.images = images
+        self.prefixes = prefixes
         self.tie_mode = tie_mode
         self.records = [
             r for r in usable(records, include_unsure) if self._has_targets(r, tie_mode)
@@ -225,8 +231,21 @@ class JudgementDataset(Dataset):
                     mask[position[variant], a] = True
         edited = torch.stack([self.images(record.variants[v]) for v in variant_ids])
         return JudgementItem(
-            record.instruction, self.images(record.source), edited, variant_ids, pairs, target, mask
+            record.instruction,
+            self.images(record.source),
+            edited,
+            variant_ids,
+            pairs,
+            target,
+            mask,
+            self._prefix(record, variant_ids),
         )
+
+    def _prefix(self, record: JudgementRecord, variant_ids: list[int]) -> torch.Tensor | None:
+        if self.prefixes is None:
+            return None
+        refs = [record.variants[v] for v in variant_ids]
+        return torch.stack([self.prefixes(record.instruction, record.source, r) for r in refs])
 
 
 @dataclass
@@ -243,6 +262,7 @@ class JudgementBatch:
     pair_weight: torch.Tensor
     aspect_target: torch.Tensor  # (N, A)
     aspect_mask: torch.Tensor
+    prefix: torch.Tensor | None = None  # (N, L, H) cached text prefixes, zero-padded to L
 
     def to(self, device: torch.device | str) -> JudgementBatch:
         moved = {
@@ -286,4 +306,17 @@ class JudgementCollator:
             pair_weight=torch.tensor(columns[3], dtype=torch.float32),
             aspect_target=torch.cat([item.aspect_target for item in items]),
             aspect_mask=torch.cat([item.aspect_mask for item in items]),
+            prefix=_padded_prefixes(items, text["input_ids"].shape[1]),
         )
+
+
+def _padded_prefixes(items: list[JudgementItem], length: int) -> torch.Tensor | None:
+    """Each judgement's prefixes padded with zeros to the batch's token length (the
+    attention mask hides the padding, as it hides the padding tokens)."""
+    if items[0].prefix is None:
+        return None
+    padded = [
+        torch.nn.functional.pad(item.prefix, (0, 0, 0, length - item.prefix.shape[1]))
+        for item in items
+    ]
+    return torch.cat(padded)

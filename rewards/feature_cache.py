@@ -9,10 +9,17 @@ its output is stored under exactly that key:
 The weights part of the key is a hash of the frozen tensors themselves (not of a path), so
 two versions trained from the same base share entries and a different base never does.
 Files are written atomically (temp file + rename): several workers may share one cache.
+
+A `frozen_prefix` model also caches its text prefix, the output of the frozen text layers,
+per (instruction, source, edit), under a key of everything frozen (vision and text weights,
+vocabulary, text length):
+
+    <root>/prefix-<frozen prefix sha256[:24]>-px<image size>/<key[:2]>/<key>.npy
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -23,18 +30,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rewards.dataset import ImageRef, load_image
+from rewards.dataset import ImageRef, JudgementRecord, load_image
 from rewards.reward_model import BlipRewardModel
 
 DEFAULT_MEMORY_BYTES = 512 * 2**20
 
 
-class CachedFeatureSource:
-    """ImageRef -> cached frozen features (T, H), read from one key directory.
-
-    Picklable (DataLoader workers get a copy); keeps recently read entries in memory so a
-    multi-epoch run reads each file once.
-    """
+class _CachedTensors:
+    """key -> tensor, read from one key directory; keeps recently read entries in memory so
+    a multi-epoch run reads each file once. Picklable (DataLoader workers get a copy)."""
 
     def __init__(self, directory: Path, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> None:
         self.directory = Path(directory)
@@ -42,27 +46,25 @@ class CachedFeatureSource:
         self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._held = 0
 
-    def path(self, sha256: str) -> Path:
-        return self.directory / sha256[:2] / f"{sha256}.npy"
+    def path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.npy"
 
-    def __call__(self, ref: ImageRef) -> torch.Tensor:
-        if ref.sha256 in self._memory:
-            self._memory.move_to_end(ref.sha256)
-            return self._memory[ref.sha256]
+    def load(self, key: str, what: str) -> torch.Tensor:
+        if key in self._memory:
+            self._memory.move_to_end(key)
+            return self._memory[key]
         try:
-            features = torch.from_numpy(np.load(self.path(ref.sha256)))
+            tensor = torch.from_numpy(np.load(self.path(key)))
         except FileNotFoundError:
-            raise KeyError(
-                f"no cached features for image {ref.path} (sha256 {ref.sha256})"
-            ) from None
-        self._remember(ref.sha256, features)
-        return features
+            raise KeyError(f"nothing cached for {what}") from None
+        self._remember(key, tensor)
+        return tensor
 
-    def _remember(self, sha256: str, features: torch.Tensor) -> None:
-        size = features.numel() * features.element_size()
+    def _remember(self, key: str, tensor: torch.Tensor) -> None:
+        size = tensor.numel() * tensor.element_size()
         if size > self.memory_bytes:
             return
-        self._memory[sha256] = features
+        self._memory[key] = tensor
         self._held += size
         while self._held > self.memory_bytes:
             _, dropped = self._memory.popitem(last=False)
@@ -74,6 +76,25 @@ class CachedFeatureSource:
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["directory"], state["memory_bytes"])
+
+
+class CachedFeatureSource(_CachedTensors):
+    """ImageRef -> cached frozen features (T, H)."""
+
+    def __call__(self, ref: ImageRef) -> torch.Tensor:
+        return self.load(ref.sha256, f"image {ref.path} (sha256 {ref.sha256})")
+
+
+def prefix_key(instruction: str, source: ImageRef, edited: ImageRef) -> str:
+    return hashlib.sha256(f"{instruction}\0{source.sha256}\0{edited.sha256}".encode()).hexdigest()
+
+
+class CachedPrefixSource(_CachedTensors):
+    """(instruction, source, edited) -> cached text prefix (L, H), L its own token count."""
+
+    def __call__(self, instruction: str, source: ImageRef, edited: ImageRef) -> torch.Tensor:
+        key = prefix_key(instruction, source, edited)
+        return self.load(key, f"the text prefix of edit {edited.path} of {source.path}")
 
 
 class FeatureCache:
@@ -94,11 +115,11 @@ class FeatureCache:
         self.root = Path(root)
         self.dtype = dtype
         self.memory_bytes = memory_bytes
-        self.hits = 0
-        self.misses = 0
+        self.hits = self.misses = 0  # images
+        self.prefix_hits = self.prefix_misses = 0  # text prefixes
 
     def reset_counts(self) -> None:
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.prefix_hits = self.prefix_misses = 0
 
     def directory_for(self, model: BlipRewardModel) -> Path:
         if not model.has_frozen_vision:
@@ -146,6 +167,53 @@ class FeatureCache:
         self.ensure(model, refs)
         source = self.source(model)
         return torch.stack([source(ref) for ref in refs])
+
+    def prefix_directory_for(self, model: BlipRewardModel) -> Path:
+        if not model.config.frozen_prefix:
+            raise ValueError("only a frozen_prefix model has a text prefix to cache")
+        return self.root / f"prefix-{model.prefix_fingerprint[:24]}-px{model.image_size}"
+
+    def prefix_source(self, model: BlipRewardModel) -> CachedPrefixSource:
+        return CachedPrefixSource(self.prefix_directory_for(model), self.memory_bytes)
+
+    def ensure_prefixes(
+        self,
+        model: BlipRewardModel,
+        records: Iterable[JudgementRecord],
+        batch_size: int = 16,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Compute and store the text prefix of every (instruction, source, edit) the
+        records hold that is not cached yet (images come from the image cache, encoded
+        first if missing); returns how many were computed."""
+        prefixes = self.prefix_source(model)
+        wanted = {
+            prefix_key(r.instruction, r.source, edited): (r.instruction, r.source, edited)
+            for r in records
+            for edited in r.variants.values()
+        }
+        missing = [item for key, item in wanted.items() if not prefixes.path(key).is_file()]
+        self.prefix_hits += len(wanted) - len(missing)
+        self.prefix_misses += len(missing)
+        if not missing:
+            return 0
+        self.ensure(model, [ref for _, source, edited in missing for ref in (source, edited)])
+        images = self.source(model)
+        for start in range(0, len(missing), batch_size):
+            chunk = missing[start : start + batch_size]
+            input_ids, mask = model.tokenize([instruction for instruction, _, _ in chunk])
+            prefix = model.text_prefix(
+                input_ids,
+                mask,
+                torch.stack([images(edited) for _, _, edited in chunk]),
+                torch.stack([images(source) for _, source, _ in chunk]),
+                from_features=True,
+            ).to("cpu", self.dtype)
+            for item, tensor, length in zip(chunk, prefix, mask.sum(1).tolist(), strict=True):
+                self._write(prefixes.path(prefix_key(*item)), tensor[:length])
+            if on_progress:
+                on_progress(min(start + batch_size, len(missing)), len(missing))
+        return len(missing)
 
     def _write(self, path: Path, tensor: torch.Tensor) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

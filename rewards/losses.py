@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from rewards.config import ASPECT_LOSSES
 from rewards.dataset import JudgementBatch
 from rewards.reward_model import RewardOutput
 
-ASPECT_LOSSES = ("mse", "ordinal")
 # Boundaries between the integer scores 0..5, on the 0-5 prediction scale.
 ORDINAL_THRESHOLDS = (0.5, 1.5, 2.5, 3.5, 4.5)
 

@@ -18,6 +18,7 @@ from django.db.models import Max
 
 from editloop.jobs import JobCancelled
 from evaluation.metrics import calibrate_epsilon, human_ceiling, reward_metrics
+from rewards.config import split_options
 from rewards.dataset import ImageUnreadable, JudgementRecord
 from rewards.models import RewardModelVersion, RewardTrainingRun
 from rewards.records import judgement_records
@@ -90,10 +91,12 @@ def _train_and_register(run: RewardTrainingRun) -> RewardModelVersion:
         run, 0.02, f"training on {len(by_split['train'])} judgements", judgements_used=len(records)
     )
 
+    model_options, training_options = split_options(run.options)
+    aspects = list(project.aspect_keys)
     model = BlipRewardModel.build(
-        RewardModelConfig(base=run.base, heads=run.heads, aspects=list(project.aspect_keys))
+        RewardModelConfig(base=run.base, heads=run.heads, aspects=aspects, **model_options)
     )
-    config = TrainConfig.from_dict(run.options)
+    config = TrainConfig(**training_options)
     result = train(
         model,
         by_split["train"],
@@ -259,8 +262,9 @@ def decide_promotion(
 def _result_summary(result: TrainResult) -> dict:
     keys = (
         "best_step", "steps", "epochs", "stopped_early", "resumed_from", "n_train_pairs",
-        "n_val_pairs", "cache_hits", "cache_misses", "seconds",
-    )
+        "n_val_pairs", "cache_hits", "cache_misses", "prefix_cache_hits", "prefix_cache_misses",
+        "seconds",
+    )  # fmt: skip
     return {key: getattr(result, key) for key in keys}
 
 

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from annotation.models import Project
+from rewards.config import split_options
 from rewards.models import RewardTrainingRun
 from rewards.selection import training_judgements
 
@@ -19,12 +20,6 @@ class RetrainAlreadyRunning(Exception):
     def __init__(self, run: RewardTrainingRun) -> None:
         super().__init__(f"reward run {run.pk} of {run.project} is already {run.status}")
         self.run = run
-
-
-def train_option_names() -> set[str]:
-    from rewards.trainer import TrainConfig
-
-    return set(TrainConfig.__dataclass_fields__)
 
 
 # --- starting a run --------------------------------------------------------------------------
@@ -40,13 +35,13 @@ def request_retrain(
     options: dict | None = None,
     enqueue: bool = True,
 ) -> RewardTrainingRun:
-    """Create a pending run and queue it once the transaction commits. Single flight: a
-    project with a pending or running retrain raises RetrainAlreadyRunning (the database
-    holds the rule, so two simultaneous requests cannot both get through)."""
-    options = options or {}
-    unknown = set(options) - train_option_names()
-    if unknown:
-        raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    """Create a pending run and queue it once the transaction commits. Its options are the
+    project's `reward_options` overridden key by key by `options` (ValueError names a bad
+    one). Single flight: a project with a pending or running retrain raises
+    RetrainAlreadyRunning (the database holds the rule, so two simultaneous requests cannot
+    both get through)."""
+    options = {**project.reward_options, **(options or {})}
+    split_options(options)
     run = RewardTrainingRun.create_single_flight(
         RetrainAlreadyRunning,
         project=project,

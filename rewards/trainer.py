@@ -19,7 +19,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from evaluation.metrics import reward_metrics
+from rewards.config import TrainConfig
 from rewards.dataset import (
-    TIE_MODES,
     JudgementBatch,
     JudgementCollator,
     JudgementDataset,
@@ -38,7 +38,7 @@ from rewards.dataset import (
     expand_pairs,
 )
 from rewards.feature_cache import FeatureCache
-from rewards.losses import ASPECT_LOSSES, reward_loss
+from rewards.losses import reward_loss
 from rewards.reward_model import BlipRewardModel
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
-SELECT_METRICS = ("pairwise_accuracy", "loss")
 # ImageReward §4.1 fine-tunes BLIP at 1e-5; a random-init tiny model needs a far larger step.
 DEFAULT_LR_PRETRAINED = 1e-5
 DEFAULT_LR_TINY = 1e-3
@@ -60,64 +59,6 @@ class TrainingCancelled(Exception):
     def __init__(self, step: int, checkpoint: Path) -> None:
         super().__init__(f"training cancelled at step {step}; checkpoint saved in {checkpoint}")
         self.step, self.checkpoint = step, checkpoint
-
-
-@dataclass
-class TrainConfig:
-    lr: float | None = None  # None: 1e-5 on a pretrained BLIP, 1e-3 on the tiny model
-    weight_decay: float = 0.01
-    epochs: int = 10
-    max_steps: int | None = None  # overrides epochs when set
-    batch_size: int = 8  # judgements per step
-    warmup: float = 0.05  # fraction of the steps spent warming up
-    grad_clip: float = 1.0
-    bt_weight: float = 1.0
-    aspect_weight: float = 0.1  # aspect MSE is on a 0-5 scale: keep it from drowning BT
-    aspect_loss: str = "mse"  # mse | ordinal
-    tie_mode: str = "skip"  # skip | soft (ties as 0.5 targets)
-    include_unsure: bool = False
-    seed: int = 0
-    patience: int | None = 5  # evaluations without improvement before stopping; None: never
-    select_metric: str = "pairwise_accuracy"  # or "loss": what early stopping watches on val
-    eval_every: int | None = None  # steps between evaluations; None: once per epoch
-    log_every: int = 10  # steps between progress reports / history rows
-    keep_checkpoints: int = 2
-    device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
-    amp: bool = True  # bf16 autocast, on CUDA only
-    num_workers: int = 0
-
-    def validate(self) -> TrainConfig:
-        checks = [
-            (self.lr is None or self.lr > 0, "lr must be > 0"),
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (0 <= self.warmup < 1, "warmup is a fraction of the steps, in [0, 1)"),
-            (self.grad_clip > 0, "grad_clip must be > 0"),
-            (self.bt_weight >= 0 and self.aspect_weight >= 0, "loss weights must be >= 0"),
-            (self.aspect_loss in ASPECT_LOSSES, f"aspect_loss must be one of {ASPECT_LOSSES}"),
-            (self.tie_mode in TIE_MODES, f"tie_mode must be one of {TIE_MODES}"),
-            (self.patience is None or self.patience >= 1, "patience must be >= 1 or null"),
-            (
-                self.select_metric in SELECT_METRICS,
-                f"select_metric must be one of {SELECT_METRICS}",
-            ),
-            (self.eval_every is None or self.eval_every >= 1, "eval_every must be >= 1"),
-            (self.log_every >= 1 and self.keep_checkpoints >= 1, "log_every/keep_checkpoints >= 1"),
-            (self.num_workers >= 0, "num_workers must be >= 0"),
-        ]
-        errors = [message for ok, message in checks if not ok]
-        if errors:
-            raise ValueError("; ".join(errors))
-        return self
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -139,6 +80,8 @@ class TrainResult:
     seconds: float
     output_dir: str
     config: dict[str, Any] = field(default_factory=dict)
+    prefix_cache_hits: int = 0  # text prefixes of a frozen_prefix model
+    prefix_cache_misses: int = 0
 
     @property
     def loss_curve(self) -> list[dict[str, Any]]:
@@ -229,23 +172,38 @@ class _Run:
     output_dir: Path
 
 
-def _image_source(
+@dataclass
+class _Inputs:
+    images: Callable
+    from_features: bool
+    prefixes: Callable | None = None
+
+
+def _inputs(
     model: BlipRewardModel,
     records: Sequence[JudgementRecord],
     cache: FeatureCache | None,
     progress: ProgressFn,
-) -> tuple[Callable, bool]:
+) -> _Inputs:
     """Cached frozen features when a cache is given (encoding only images it lacks), else
-    pixels. With features, the frozen layers never run during training."""
+    pixels; a frozen_prefix model's cached text prefixes too. With features, the frozen
+    layers never run during training."""
     if cache is None or not model.has_frozen_vision:
-        return PixelSource(model.image_processor), False
+        return _Inputs(PixelSource(model.image_processor), False)
     refs = [ref for r in records for ref in (r.source, *r.variants.values())]
 
-    def report(done: int, total: int) -> None:
-        progress(0.0, None, f"encoding {total} new images for the feature cache: {done}/{total}")
+    def report(what: str) -> Callable[[int, int], None]:
+        def call(done: int, total: int) -> None:
+            message = f"encoding {total} new {what} for the feature cache: {done}/{total}"
+            progress(0.0, None, message)
 
-    cache.ensure(model, refs, on_progress=report)
-    return cache.source(model), True
+        return call
+
+    cache.ensure(model, refs, on_progress=report("images"))
+    if not model.config.frozen_prefix:
+        return _Inputs(cache.source(model), True)
+    cache.ensure_prefixes(model, records, on_progress=report("text prefixes"))
+    return _Inputs(cache.source(model), True, cache.prefix_source(model))
 
 
 def _setup(
@@ -259,10 +217,14 @@ def _setup(
 ) -> _Run:
     device = resolve_device(config.device)
     model.to(device)
-    images, from_features = _image_source(model, [*train_records, *val_records], cache, progress)
-    options = {"tie_mode": config.tie_mode, "include_unsure": config.include_unsure}
-    train_set = JudgementDataset(train_records, model.aspects, images, **options)
-    val_set = JudgementDataset(val_records, model.aspects, images, **options)
+    inputs = _inputs(model, [*train_records, *val_records], cache, progress)
+    options = {
+        "tie_mode": config.tie_mode,
+        "include_unsure": config.include_unsure,
+        "prefixes": inputs.prefixes,
+    }
+    train_set = JudgementDataset(train_records, model.aspects, inputs.images, **options)
+    val_set = JudgementDataset(val_records, model.aspects, inputs.images, **options)
     if len(train_set) == 0:
         raise ValueError("no usable training judgements (every one unsure or without targets)")
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
@@ -276,7 +238,7 @@ def _setup(
     )
     collate = JudgementCollator(model.tokenizer, model.config.max_text_length)
     return _Run(
-        model, config, device, train_set, val_set, list(val_records), collate, from_features,
+        model, config, device, train_set, val_set, list(val_records), collate, inputs.from_features,
         steps_per_epoch, total_steps, optimizer, scheduler, output_dir,
     )  # fmt: skip
 
@@ -367,6 +329,7 @@ def _forward(run: _Run, batch: JudgementBatch):  # noqa: ANN202
             batch.source,
             batch.group,
             from_features=run.from_features,
+            prefix=batch.prefix,
         )
     config = run.config
     losses = reward_loss(output, batch, config.bt_weight, config.aspect_weight, config.aspect_loss)
@@ -490,6 +453,17 @@ def _is_evaluation_step(run: _Run, step: int) -> bool:
     return step % every == 0 or step == run.total_steps
 
 
+def _cache_counts(cache: FeatureCache | None) -> dict[str, int]:
+    """The cache's counters under TrainResult's names (zeros without a cache)."""
+    counters = {
+        "cache_hits": "hits",
+        "cache_misses": "misses",
+        "prefix_cache_hits": "prefix_hits",
+        "prefix_cache_misses": "prefix_misses",
+    }
+    return {name: getattr(cache, counter) if cache else 0 for name, counter in counters.items()}
+
+
 def train(
     model: BlipRewardModel,
     train_records: Sequence[JudgementRecord],
@@ -506,7 +480,7 @@ def train(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     progress = on_progress or (lambda fraction, loss, message: None)
-    hits, misses = (feature_cache.hits, feature_cache.misses) if feature_cache else (0, 0)
+    counts_before = _cache_counts(feature_cache)
     seed_everything(config.seed)
     run = _setup(model, train_records, val_records, config, output_dir, feature_cache, progress)
     state, resumed_from = _restore(run)
@@ -529,8 +503,10 @@ def train(
         n_val_judgements=len(run.val_set),
         n_train_pairs=len(expand_pairs(train_records, config.tie_mode, config.include_unsure)),
         n_val_pairs=len(expand_pairs(val_records, config.tie_mode, config.include_unsure)),
-        cache_hits=feature_cache.hits - hits if feature_cache else 0,
-        cache_misses=feature_cache.misses - misses if feature_cache else 0,
+        **{
+            name: count - counts_before[name]
+            for name, count in _cache_counts(feature_cache).items()
+        },
         seconds=time.monotonic() - started,
         output_dir=str(output_dir),
         config=config.as_dict(),

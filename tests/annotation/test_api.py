@@ -115,6 +115,18 @@ def test_a_project_can_name_its_own_aspects(staff):
     assert [a["key"] for a in response.json()["aspects"]] == ["realism", "faithful"]
 
 
+def test_a_project_keeps_its_reward_options(staff):
+    options = {"freeze_fraction": 1.0, "text_freeze_fraction": 0.7, "frozen_prefix": True}
+    response = client_for(staff).post(
+        "/api/v1/projects/",
+        {"name": "Fast", "mode": "ranking", "overlap": 1, "reward_options": options},
+        format="json",
+    )
+
+    assert response.status_code == 201
+    assert Project.objects.get(pk=response.json()["id"]).reward_options == options
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -122,6 +134,10 @@ def test_a_project_can_name_its_own_aspects(staff):
         ({"name": "X", "mode": "ranking", "overlap": 0}, "overlap"),
         ({"name": "X", "mode": "ranking", "overlap": 1, "aspects": [{"key": "a b"}]}, "aspects"),
         ({"name": "X", "mode": "ranking", "overlap": 1, "gold_rate": 1.5}, "gold_rate"),
+        (
+            {"name": "X", "mode": "ranking", "overlap": 1, "reward_options": {"epoch": 3}},
+            "reward_options",
+        ),
     ],
 )
 def test_it_refuses_a_bad_project(staff, body, field):

@@ -60,6 +60,8 @@ def test_a_second_retrain_while_one_is_active_is_409_with_the_active_run(project
         ({"heads": "sideways"}, "heads"),
         ({"options": {"epochs": 0}}, "options"),
         ({"options": {"lr_typo": 1}}, "options"),
+        ({"options": {"frozen_prefix": True, "freeze_fraction": 0.7}}, "options"),
+        ({"options": {"freeze_fraction": "most"}}, "options"),
         ({"base": "/etc"}, "base"),
     ],
 )

@@ -7,6 +7,8 @@ and taste. Tasks are split train/val/test; the tiny random-init model trains on 
 cached frozen features; its tie-aware pairwise accuracy on the test tasks (ε calibrated
 on val, Deutsch et al. 2023) must reach 0.9 x the annotators' own agreement on the same
 judgements. Nothing in the model sees the truth: only images, instructions and judgements.
+The check runs for the default model and for a frozen_prefix one (whole vision tower and
+70% of the text layers frozen, the text prefix cached), the cheap-to-retrain configuration.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ TASKS = 136  # every photo/recipe pair the procedural editor has
 NOISE, DISAGREEMENT = 1.0, 0.5  # one score point of noise per judgement; personal bias/taste
 ANNOTATORS, PER_TASK = 6, 3
 CEILING_SHARE = 0.9
+MODELS = {
+    "default": {},
+    "frozen prefix": {"freeze_fraction": 1.0, "text_freeze_fraction": 0.7, "frozen_prefix": True},
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +46,12 @@ def judgements(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
     return {split: [r for r in records if r.split == split] for split in ("train", "val", "test")}
 
 
+@pytest.mark.parametrize("options", MODELS.values(), ids=MODELS.keys())
 def test_the_tiny_model_learns_to_near_the_human_ceiling(
-    tmp_path: Path, judgements: dict[str, list]
+    tmp_path: Path, judgements: dict[str, list], options: dict
 ) -> None:
     # given a tiny random-init model and a feature cache
-    model = BlipRewardModel.from_base("tiny")
+    model = BlipRewardModel.from_base("tiny", **options)
     cache = FeatureCache(tmp_path / "cache")
     untrained = reward_metrics(
         score_judgement_variants(model, judgements["test"], cache=cache), judgements["test"]

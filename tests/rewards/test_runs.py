@@ -52,6 +52,22 @@ def test_a_first_run_registers_an_active_version_with_metrics(judged_project):
     assert run.val_curve
 
 
+def test_the_projects_reward_options_build_a_frozen_prefix_model(judged_project):
+    judged_project.reward_options = {
+        "freeze_fraction": 1.0, "text_freeze_fraction": 0.5, "frozen_prefix": True,
+    }  # fmt: skip
+    judged_project.save()
+
+    run = _run(judged_project)
+
+    assert run.status == "succeeded", run.message
+    model = run.version.config["model"]
+    assert model["frozen_prefix"] and model["freeze_fraction"] == 1.0
+    result = run.version.config["result"]
+    assert result["prefix_cache_misses"] > 0  # the text prefixes were cached
+    assert run.options["epochs"] == QUICK["epochs"]  # the request's own options joined them
+
+
 def test_the_same_data_twice_does_not_replace_a_version_it_does_not_beat(judged_project):
     first = _run(judged_project).version
     second = _run(judged_project).version

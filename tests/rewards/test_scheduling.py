@@ -52,6 +52,23 @@ def test_it_refuses_unknown_training_options(project):
     assert not RewardTrainingRun.objects.exists()
 
 
+def test_a_request_overrides_the_projects_reward_options_key_by_key(project):
+    project.reward_options = {"epochs": 4, "freeze_fraction": 1.0}
+    project.save()
+
+    run = scheduling.request_retrain(project, trigger="api", options={"epochs": 2}, enqueue=False)
+
+    assert run.options == {"epochs": 2, "freeze_fraction": 1.0}
+
+
+def test_it_refuses_model_options_that_do_not_fit_together(project):
+    with pytest.raises(ValueError, match="freeze_fraction"):
+        scheduling.request_retrain(
+            project, trigger="api", options={"frozen_prefix": True}, enqueue=False
+        )
+    assert not RewardTrainingRun.objects.exists()
+
+
 def test_it_counts_new_judgements_since_the_last_version(project, annotator, other_annotator):
     seen = _judge(project, annotator, 2)
     assert scheduling.new_judgements_since_last_version(project) == 2

@@ -24,7 +24,8 @@ class Command(BaseCommand):
             action="append",
             default=[],
             metavar="OPTION=VALUE",
-            help="training option, e.g. --set epochs=20 --set lr=3e-4 (JSON values)",
+            help="training or model option, e.g. --set epochs=20 --set frozen_prefix=true "
+            "(JSON values; they override the project's reward_options)",
         )
 
     def handle(self, *args, project: str, base: str | None, heads: str, **options) -> None:

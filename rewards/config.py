@@ -1,0 +1,144 @@
+"""Options of a reward model and of its training, torch-free.
+
+The web server and beat check the options of a retrain request (rewards/api.py,
+rewards/scheduling.py, the project's defaults) without loading torch, so the dataclasses
+and their validation live here; rewards/reward_model.py and rewards/trainer.py use them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+DEFAULT_ASPECTS = ("following", "preserving", "quality")
+HEAD_MODES = ("coarse", "fine", "cbm")
+FUSIONS = ("diff", "late")
+TINY = "tiny"
+TIE_MODES = ("skip", "soft")
+ASPECT_LOSSES = ("mse", "ordinal")
+SELECT_METRICS = ("pairwise_accuracy", "loss")
+# What a retrain request may set about the model itself (base and heads have their own
+# fields; aspects come from the project).
+MODEL_OPTIONS = (
+    "fusion", "freeze_fraction", "text_freeze_fraction", "frozen_prefix", "head_hidden",
+    "head_dropout",
+)  # fmt: skip
+
+
+@dataclass
+class RewardModelConfig:
+    """Everything needed to rebuild the model; saved as JSON next to the weights."""
+
+    base: str = TINY  # "tiny" or the local BLIP directory the weights came from
+    aspects: list[str] = field(default_factory=lambda: list(DEFAULT_ASPECTS))
+    heads: str = "fine"  # coarse | fine | cbm
+    fusion: str = "diff"  # diff: edit + source + change tokens; late: edit + source only
+    freeze_fraction: float = 0.7  # ImageReward §4.1 fixes 70% of the layers
+    text_freeze_fraction: float | None = None  # None: the same as freeze_fraction
+    # Fusion parameters enter at the first trainable text layer, so the text prefix below it
+    # can be cached; needs freeze_fraction=1 and some text layers frozen (see module doc).
+    frozen_prefix: bool = False
+    max_text_length: int = 35  # ImageReward's prompt length
+    head_hidden: int = 128
+    head_dropout: float = 0.1
+    seed: int = 0
+    blip_config: dict[str, Any] = field(default_factory=dict)  # filled from the base
+
+    def __post_init__(self) -> None:
+        self.base = str(self.base)
+        if self.heads not in HEAD_MODES:
+            raise ValueError(f"heads {self.heads!r} is not one of {HEAD_MODES}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion {self.fusion!r} is not one of {FUSIONS}")
+        for name in ("freeze_fraction", "text_freeze_fraction"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} {value} is not in [0, 1]")
+        if self.frozen_prefix and self.freeze_fraction != 1.0:
+            raise ValueError(
+                f"frozen_prefix needs the whole vision tower frozen (freeze_fraction=1), "
+                f"not freeze_fraction={self.freeze_fraction}"
+            )
+        if self.heads != "coarse" and not self.aspects:
+            raise ValueError(f"heads {self.heads!r} needs at least one aspect")
+        self.aspects = list(self.aspects)
+
+
+@dataclass
+class TrainConfig:
+    lr: float | None = None  # None: 1e-5 on a pretrained BLIP, 1e-3 on the tiny model
+    weight_decay: float = 0.01
+    epochs: int = 10
+    max_steps: int | None = None  # overrides epochs when set
+    batch_size: int = 8  # judgements per step
+    warmup: float = 0.05  # fraction of the steps spent warming up
+    grad_clip: float = 1.0
+    bt_weight: float = 1.0
+    aspect_weight: float = 0.1  # aspect MSE is on a 0-5 scale: keep it from drowning BT
+    aspect_loss: str = "mse"  # mse | ordinal
+    tie_mode: str = "skip"  # skip | soft (ties as 0.5 targets)
+    include_unsure: bool = False
+    seed: int = 0
+    patience: int | None = 5  # evaluations without improvement before stopping; None: never
+    select_metric: str = "pairwise_accuracy"  # or "loss": what early stopping watches on val
+    eval_every: int | None = None  # steps between evaluations; None: once per epoch
+    log_every: int = 10  # steps between progress reports / history rows
+    keep_checkpoints: int = 2
+    device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
+    amp: bool = True  # bf16 autocast, on CUDA only
+    num_workers: int = 0
+
+    def validate(self) -> TrainConfig:
+        checks = [
+            (self.lr is None or self.lr > 0, "lr must be > 0"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (0 <= self.warmup < 1, "warmup is a fraction of the steps, in [0, 1)"),
+            (self.grad_clip > 0, "grad_clip must be > 0"),
+            (self.bt_weight >= 0 and self.aspect_weight >= 0, "loss weights must be >= 0"),
+            (self.aspect_loss in ASPECT_LOSSES, f"aspect_loss must be one of {ASPECT_LOSSES}"),
+            (self.tie_mode in TIE_MODES, f"tie_mode must be one of {TIE_MODES}"),
+            (self.patience is None or self.patience >= 1, "patience must be >= 1 or null"),
+            (
+                self.select_metric in SELECT_METRICS,
+                f"select_metric must be one of {SELECT_METRICS}",
+            ),
+            (self.eval_every is None or self.eval_every >= 1, "eval_every must be >= 1"),
+            (self.log_every >= 1 and self.keep_checkpoints >= 1, "log_every/keep_checkpoints >= 1"),
+            (self.num_workers >= 0, "num_workers must be >= 0"),
+        ]
+        errors = [message for ok, message in checks if not ok]
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def option_names() -> set[str]:
+    """Every key a retrain request's `options` may hold."""
+    return set(MODEL_OPTIONS) | {f.name for f in fields(TrainConfig)}
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model options, training options) of a retrain request, both checked; ValueError
+    names whatever is unknown or invalid."""
+    unknown = sorted(set(options) - option_names())
+    if unknown:
+        known = ", ".join(sorted(option_names()))
+        raise ValueError(f"unknown option(s) {', '.join(unknown)}; known: {known}")
+    model = {k: v for k, v in options.items() if k in MODEL_OPTIONS}
+    training = {k: v for k, v in options.items() if k not in MODEL_OPTIONS}
+    try:
+        RewardModelConfig(**model)
+        TrainConfig(**training).validate()
+    except TypeError as error:  # a value of the wrong type, e.g. "0.7" for a number
+        raise ValueError(f"an option has the wrong type: {error}") from None
+    return model, training
