@@ -197,8 +197,9 @@ class FeatureCache:
         self.prefix_misses += len(missing)
         if not missing:
             return 0
-        self.ensure(model, [ref for _, source, edited in missing for ref in (source, edited)])
         images = self.source(model)
+        refs = [ref for _, source, edited in missing for ref in (source, edited)]
+        self.ensure(model, [ref for ref in refs if not images.path(ref.sha256).is_file()])
         for start in range(0, len(missing), batch_size):
             chunk = missing[start : start + batch_size]
             input_ids, mask = model.tokenize([instruction for instruction, _, _ in chunk])

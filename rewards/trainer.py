@@ -231,9 +231,7 @@ def _setup(
     total_steps = config.max_steps or config.epochs * steps_per_epoch
     lr = config.lr or (DEFAULT_LR_TINY if model.is_random_init else DEFAULT_LR_PRETRAINED)
     parameters = [p for p in model.parameters() if p.requires_grad]
-    # fused: one kernel for all parameters, ~6x faster than the per-tensor loop on CPU
-    # (0.03 s instead of 0.16 s a step for a base-size model's 39 M trainable weights)
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=config.weight_decay, fused=True)
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=config.weight_decay)
     warmup_steps = round(config.warmup * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, cosine_with_warmup(total_steps, warmup_steps)

@@ -39,7 +39,7 @@ def test_it_names_a_missing_project(db):
 
 
 def test_it_refuses_unknown_options(project):
-    with pytest.raises(CommandError, match="unknown training option"):
+    with pytest.raises(CommandError, match="unknown option"):
         call_command("train_reward", str(project.pk), "--set", "epochz=2")
 
 
