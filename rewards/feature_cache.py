@@ -24,7 +24,7 @@ import json
 import os
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +83,21 @@ class CachedFeatureSource(_CachedTensors):
 
     def __call__(self, ref: ImageRef) -> torch.Tensor:
         return self.load(ref.sha256, f"image {ref.path} (sha256 {ref.sha256})")
+
+
+def _batches(
+    items: list, size: int, on_progress: Callable[[int, int], None] | None
+) -> Iterator[list]:
+    """`items` in chunks of `size`, reporting (done, total) after each."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+        if on_progress:
+            on_progress(min(start + size, len(items)), len(items))
+
+
+def _not_cached(images: CachedFeatureSource, refs: list[ImageRef]) -> list[ImageRef]:
+    # Images already on disk were counted as hits by the caller's own `ensure`.
+    return [ref for ref in refs if not images.path(ref.sha256).is_file()]
 
 
 def prefix_key(instruction: str, source: ImageRef, edited: ImageRef) -> str:
@@ -152,14 +167,11 @@ class FeatureCache:
         missing = [ref for sha, ref in unique.items() if not source.path(sha).is_file()]
         self.hits += len(unique) - len(missing)
         self.misses += len(missing)
-        for start in range(0, len(missing), batch_size):
-            chunk = missing[start : start + batch_size]
+        for chunk in _batches(missing, batch_size, on_progress):
             pixels = model.preprocess([load_image(ref) for ref in chunk])
             features = model.encode_frozen(pixels).to("cpu", self.dtype)
             for ref, tensor in zip(chunk, features, strict=True):
                 self._write(source.path(ref.sha256), tensor)
-            if on_progress:
-                on_progress(min(start + batch_size, len(missing)), len(missing))
         return len(missing)
 
     def features(self, model: BlipRewardModel, refs: list[ImageRef]) -> torch.Tensor:
@@ -198,10 +210,8 @@ class FeatureCache:
         if not missing:
             return 0
         images = self.source(model)
-        refs = [ref for _, source, edited in missing for ref in (source, edited)]
-        self.ensure(model, [ref for ref in refs if not images.path(ref.sha256).is_file()])
-        for start in range(0, len(missing), batch_size):
-            chunk = missing[start : start + batch_size]
+        self.ensure(model, _not_cached(images, [r for _, s, e in missing for r in (s, e)]))
+        for chunk in _batches(missing, batch_size, on_progress):
             input_ids, mask = model.tokenize([instruction for instruction, _, _ in chunk])
             prefix = model.text_prefix(
                 input_ids,
@@ -212,8 +222,6 @@ class FeatureCache:
             ).to("cpu", self.dtype)
             for item, tensor, length in zip(chunk, prefix, mask.sum(1).tolist(), strict=True):
                 self._write(prefixes.path(prefix_key(*item)), tensor[:length])
-            if on_progress:
-                on_progress(min(start + batch_size, len(missing)), len(missing))
         return len(missing)
 
     def _write(self, path: Path, tensor: torch.Tensor) -> None:

@@ -429,14 +429,11 @@ class BlipRewardModel(nn.Module):
         frozen features (., T, H). With frozen_prefix, `prefix` (N, L, H) may carry the
         cached output of the frozen text layers (`text_prefix`), which then do not run.
         """
-        if group is None:
-            group = torch.arange(edited.shape[0])
-        group = group.to(self.device)
+        group, input_ids, mask = self._per_edit(input_ids, attention_mask, edited, group)
         if self.config.frozen_prefix:
             vision = self._vision(edited, source, group, from_features)
-            mask = attention_mask.to(self.device)[group]
             if prefix is None:
-                prefix = self._text_prefix(input_ids.to(self.device)[group], mask, *vision[2:])
+                prefix = self._text_prefix(input_ids, mask, *vision[2:])
             hidden = self._text_layers(
                 self.text.encoder.layer[self.n_frozen_text_layers :],
                 prefix.to(self.device, self.dtype),
@@ -447,14 +444,13 @@ class BlipRewardModel(nn.Module):
         visual = self.visual_tokens(edited, source, group, from_features)
         visual_mask = torch.ones(visual.shape[:2], dtype=torch.long, device=self.device)
         text = self.text(
-            input_ids=input_ids.to(self.device)[group],
-            attention_mask=attention_mask.to(self.device)[group],
+            input_ids=input_ids,
+            attention_mask=mask,
             encoder_hidden_states=visual,
             encoder_attention_mask=visual_mask,
         )
         return self._heads(text.last_hidden_state[:, 0])
 
-    @torch.no_grad()
     def text_prefix(
         self,
         input_ids: torch.Tensor,
@@ -468,12 +464,23 @@ class BlipRewardModel(nn.Module):
         the feature cache stores per (instruction, source, edit). Arguments as `forward`."""
         if not self.config.frozen_prefix:
             raise ValueError("text_prefix needs a model built with frozen_prefix=True")
+        group, input_ids, mask = self._per_edit(input_ids, attention_mask, edited, group)
+        with torch.no_grad():
+            _, _, edited_out, source_out = self._vision(edited, source, group, from_features)
+        return self._text_prefix(input_ids, mask, edited_out, source_out)
+
+    def _per_edit(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        edited: torch.Tensor,
+        group: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The group of each edit (each its own without one) and its instruction's tokens."""
         if group is None:
             group = torch.arange(edited.shape[0])
         group = group.to(self.device)
-        _, _, edited_out, source_out = self._vision(edited, source, group, from_features)
-        mask = attention_mask.to(self.device)[group]
-        return self._text_prefix(input_ids.to(self.device)[group], mask, edited_out, source_out)
+        return group, input_ids.to(self.device)[group], attention_mask.to(self.device)[group]
 
     def _text_prefix(
         self,
