@@ -213,6 +213,9 @@ def retrain_reward_model_now(modeladmin, request: HttpRequest, queryset: QuerySe
         except scheduling.RetrainAlreadyRunning as busy:
             modeladmin.message_user(request, str(busy), messages.WARNING)
             continue
+        except ValueError as error:  # the project's reward options no longer hold
+            modeladmin.message_user(request, f"{project}: {error}", messages.ERROR)
+            continue
         url = reverse("admin:rewards_rewardtrainingrun_change", args=[run.pk])
         modeladmin.message_user(
             request,

@@ -19,7 +19,6 @@ from annotation.importers import inspect_image
 from annotation.permissions import get_project_for
 from editloop.job_api import cancel, job_for, job_state
 from rewards import scheduling
-from rewards.config import split_options
 from rewards.models import RewardModelVersion, RewardTrainingRun
 
 MAX_SCORE_IMAGES = 32
@@ -40,13 +39,6 @@ class RetrainSerializer(serializers.Serializer):
             )
         if not (Path(value) / "config.json").is_file():
             raise serializers.ValidationError(f"{value} is not a BLIP directory (no config.json)")
-        return value
-
-    def validate_options(self, value: dict) -> dict:
-        try:
-            split_options(value)
-        except ValueError as error:
-            raise serializers.ValidationError(str(error)) from None
         return value
 
 
@@ -102,6 +94,8 @@ class RewardRunListView(APIView):
             return Response(
                 {"detail": str(busy), "run": run_payload(busy.run)}, status=status.HTTP_409_CONFLICT
             )
+        except ValueError as error:  # the options, merged with the project's, do not hold
+            return Response({"options": [str(error)]}, status=status.HTTP_400_BAD_REQUEST)
         return Response(run_payload(run), status=status.HTTP_202_ACCEPTED)
 
     def get(self, request: Request, pk: int) -> Response:

@@ -6,6 +6,8 @@ in rewards/runs.py, which only the Celery worker (and ``manage.py train_reward``
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
@@ -14,6 +16,8 @@ from annotation.models import Project
 from rewards.config import split_options
 from rewards.models import RewardTrainingRun
 from rewards.selection import training_judgements
+
+log = logging.getLogger(__name__)
 
 
 class RetrainAlreadyRunning(Exception):
@@ -85,6 +89,8 @@ def retrain_due_projects() -> list[RewardTrainingRun]:
             started.append(request_retrain(project, trigger=RewardTrainingRun.Trigger.SCHEDULE))
         except RetrainAlreadyRunning:
             continue
+        except ValueError as error:  # one project's bad reward options stop only its retrains
+            log.error("no scheduled retrain for %s: %s", project, error)
     return started
 
 

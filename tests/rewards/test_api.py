@@ -75,6 +75,21 @@ def test_bad_retrain_requests_name_the_field_and_start_nothing(project, manager,
     assert not RewardTrainingRun.objects.exists()
 
 
+def test_options_that_clash_with_the_projects_are_refused_naming_options(project, manager):
+    project.reward_options = {"frozen_prefix": True, "freeze_fraction": 1.0}
+    project.save()
+
+    answer = client_for(manager).post(
+        f"/api/v1/projects/{project.pk}/reward-runs/",
+        {"options": {"freeze_fraction": 0.7}},
+        format="json",
+    )
+
+    assert answer.status_code == 400
+    assert "freeze_fraction" in answer.json()["options"][0]
+    assert not RewardTrainingRun.objects.exists()
+
+
 def test_staff_may_name_a_checkpoint_directory_only_if_it_is_one(project, staff, tmp_path):
     answer = client_for(staff).post(
         f"/api/v1/projects/{project.pk}/reward-runs/", {"base": str(tmp_path)}, format="json"

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from annotation.assignment import lease_next_task
 from annotation.judgements import submit_judgement
+from annotation.models import Project
 from annotation.serializers import lease_payload
 from rewards import scheduling
 from rewards.models import RewardModelVersion, RewardTrainingRun
@@ -66,6 +67,18 @@ def test_it_refuses_model_options_that_do_not_fit_together(project):
         scheduling.request_retrain(
             project, trigger="api", options={"frozen_prefix": True}, enqueue=False
         )
+    assert not RewardTrainingRun.objects.exists()
+
+
+def test_the_schedule_skips_a_project_whose_saved_options_no_longer_hold(
+    project, annotator, settings
+):
+    Project.objects.filter(pk=project.pk).update(reward_options={"renamed_option": 1})
+    project.retrain_min_new_judgements = 1
+    project.save(update_fields=["retrain_min_new_judgements"])
+    _judge(project, annotator, 1)
+
+    assert scheduling.retrain_due_projects() == []
     assert not RewardTrainingRun.objects.exists()
 
 
