@@ -33,24 +33,55 @@ class ExportLaunchForm(forms.ModelForm):
         required=False, help_text="pairs: also one row per aspect from the scores"
     )
     include_ties = forms.BooleanField(
-        required=False, initial=True, help_text="dpo: tied pairs with labels 0.5 / 0.5"
+        required=False, initial=True,
+        help_text="dpo: tied pairs with labels 0.5 / 0.5; editreward layout: tied pairs "
+        "(tie_case)",
+    )
+    layout = forms.ChoiceField(
+        choices=[("default", "default (the format's tables)"),
+                 ("imagereward", "imagereward (rankings: ImageReward's train/ dataset files)"),
+                 ("editreward", "editreward (pairs: EditReward's train.json)")],
+        required=False, initial="default",
+        help_text="another project's own files (JSON with image paths; format is ignored)",
+    )
+    labels = forms.ChoiceField(
+        choices=[(choice, choice) for choice in exporters.LABEL_SOURCES], required=False,
+        initial="human",
+        help_text="model / both: the reward model's labels for the tasks nobody judged",
+    )
+    reward_version = forms.IntegerField(
+        required=False, min_value=1,
+        help_text="labels model / both: the reward-model version id (empty: the active one)",
+    )
+    image_feature = forms.BooleanField(
+        required=False, help_text="dpo: embedded images as the HF Image feature, not bytes"
     )
 
     class Meta:
         model = ExportRun
         fields = ["project", "kind", "format", "images", "filters", "aspect_pairs",
-                  "include_ties"]
+                  "include_ties", "layout", "labels", "reward_version", "image_feature"]
 
     def request_data(self) -> dict:
         data = self.cleaned_data
-        body = {"kind": data.get("kind"), "format": data.get("format"),
-                "filters": data.get("filters") or {}}
+        layout = data.get("layout") or "default"
+        body = {"kind": data.get("kind"), "filters": data.get("filters") or {}}
+        if layout == "default":
+            body["format"] = data.get("format")
+        else:
+            body["layout"] = layout
         if data.get("images"):
             body["images"] = data["images"]
-        if data.get("kind") == "pairs":
+        if data.get("kind") == "pairs" and layout == "default":
             body["aspect_pairs"] = bool(data.get("aspect_pairs"))
-        if data.get("kind") == "dpo":
+        if data.get("kind") == "dpo" or layout == "editreward":
             body["include_ties"] = bool(data.get("include_ties"))
+        if data.get("labels") and data["labels"] != "human":
+            body["labels"] = data["labels"]
+        if data.get("reward_version"):
+            body["reward_version"] = data["reward_version"]
+        if data.get("image_feature"):
+            body["image_feature"] = True
         return body
 
     def clean(self) -> dict:
@@ -58,7 +89,10 @@ class ExportLaunchForm(forms.ModelForm):
         if self.errors:
             return data
         try:
-            exporters.parse_request(self.request_data())
+            if data.get("project") is None:
+                exporters.parse_request(self.request_data())
+            else:  # also the reward version: that it exists and is the project's
+                export_runs.validated_request(data["project"], self.request_data())
         except exporters.ExportInvalid as invalid:
             for name, messages in invalid.errors.items():
                 text = json.dumps(messages) if isinstance(messages, dict) else "; ".join(messages)

@@ -40,7 +40,25 @@ EXPORT_REQUEST = inline_serializer(
             required=False,
         ),
         "aspect_pairs": serializers.BooleanField(required=False),
-        "include_ties": serializers.BooleanField(required=False),
+        "include_ties": serializers.BooleanField(
+            required=False, help_text="dpo (default true); the editreward layout (default false)"
+        ),
+        "layout": serializers.ChoiceField(
+            choices=exporters.LAYOUTS, required=False,
+            help_text="imagereward (rankings) or editreward (pairs): those projects' own files",
+        ),
+        "labels": serializers.ChoiceField(
+            choices=exporters.LABEL_SOURCES, required=False,
+            help_text="human (default), model (the reward model's, for tasks nobody judged) "
+            "or both",
+        ),
+        "reward_version": serializers.IntegerField(
+            required=False, allow_null=True,
+            help_text="labels model/both: a reward-model version id (default: the active one)",
+        ),
+        "image_feature": serializers.BooleanField(
+            required=False, help_text="dpo: embedded images as the HF Image feature, not bytes"
+        ),
     },
 )
 

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
@@ -52,8 +53,8 @@ def request_export(
 ) -> ExportRun:
     """A pending export of ``data`` (kind, format, images, filters, options: see
     exporters.parse_request), queued once the transaction commits. Raises
-    exporters.ExportInvalid naming the wrong fields."""
-    request = exporters.parse_request(data)
+    exporters.ExportInvalid naming the wrong fields; nothing is created then."""
+    request = validated_request(project, data)
     run = ExportRun.objects.create(
         project=project,
         trigger=trigger,
@@ -67,6 +68,40 @@ def request_export(
     if enqueue:
         transaction.on_commit(lambda: enqueue_export(run.pk))
     return run
+
+
+def validated_request(project: Project, data: object) -> exporters.ExportRequest:
+    """``data`` checked as a request for ``project``, the reward version (labels model /
+    both) resolved and pinned: the one named, or the project's active version now, so that
+    a retried export labels with the same version even if another is promoted meanwhile."""
+    request = exporters.parse_request(data)
+    if request.labels == "human":
+        return request
+    from rewards.models import RewardModelVersion
+
+    if request.reward_version is None:
+        active = RewardModelVersion.active_for(project.pk)
+        if active is None:
+            raise exporters.ExportInvalid({"reward_version": [
+                f"labels {request.labels!r} need a reward-model version and project "
+                f"{project.pk} has no active one: name one (reward_version) or train one"
+            ]})
+        return replace(request, reward_version=active.pk)
+    version = RewardModelVersion.objects.filter(pk=request.reward_version).first()
+    if version is None:
+        raise exporters.ExportInvalid(
+            {"reward_version": [f"there is no reward-model version {request.reward_version}"]}
+        )
+    if version.project_id != project.pk:
+        raise exporters.ExportInvalid({"reward_version": [
+            f"reward-model version {version.pk} belongs to project {version.project_id}, "
+            f"not {project.pk}: its scores judge another project's variants"
+        ]})
+    return request
+
+
+class ExportCannotRun(Exception):
+    """The export cannot be written as requested; the message says what to do."""
 
 
 def enqueue_export(run_id: int) -> None:
@@ -114,7 +149,7 @@ def execute(run: ExportRun, on_progress: ProgressHook | None = None) -> None:
             _export(run, staging, partial)
     except JobCancelled:
         run.finish(ExportRun.Status.CANCELLED, "cancelled; nothing kept")
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ExportCannotRun) as error:
         run.finish(ExportRun.Status.FAILED, str(error))
     except Exception as error:
         log.exception("export %s failed", run.pk)
@@ -166,18 +201,21 @@ def _remove(staging: Path, partial: Path) -> None:
 def _export(run: ExportRun, staging: Path, partial: Path) -> None:
     request = request_of(run)
     project = {"id": run.project_id, "name": run.project.name}
+    labels, reward_version = model_labels(request)
     with streaming_queries() as run_query:
         ((low, high),) = list(run_query(*exporters.key_range_sql(request, run.project_id)))
         reporter = Reporter(run, low, high)
         reporter.now(0.0, "querying")
         written = exporters.write_tables(
-            exporters.export_rows(request, run.project_id, run_query),
+            exporters.export_rows(request, run.project_id, run_query, labels),
             request.kind,
             request.format,
             request.images,
             staging,
             Path(settings.MEDIA_ROOT),
             reporter,
+            layout=request.layout,
+            binary_images=request.binary_images,
         )
     total = sum(written.counts.values())
     reporter.now(0.9, f"{total:,} rows written; archiving", rows_written=total)
@@ -185,7 +223,9 @@ def _export(run: ExportRun, staging: Path, partial: Path) -> None:
 
     def manifest_for(archived: exporters.ArchiveResult) -> dict:
         kept.update(
-            exporters.manifest(request, project, written, archived, timezone.now(), _version())
+            exporters.manifest(
+                request, project, written, archived, timezone.now(), _version(), reward_version
+            )
         )
         return kept
 
@@ -203,6 +243,26 @@ def _export(run: ExportRun, staging: Path, partial: Path) -> None:
         counts=written.counts,
         rows_written=total,
     )
+
+
+def model_labels(
+    request: exporters.ExportRequest,
+) -> tuple[exporters.ModelLabels | None, dict | None]:
+    """The pinned reward version's ε (for the rows) and its summary (for the manifest)."""
+    if request.labels == "human":
+        return None, None
+    from rewards.models import RewardModelVersion
+
+    version = RewardModelVersion.objects.filter(pk=request.reward_version).first()
+    if version is None:
+        raise ExportCannotRun(
+            f"reward-model version {request.reward_version} was deleted after this export "
+            "was requested: start a new export (it takes the active version)"
+        )
+    summary = exporters.reward_version_summary(
+        version.pk, version.number, version.status, version.metrics
+    )
+    return exporters.ModelLabels(version.pk, version.number, summary["epsilon"]), summary
 
 
 @contextmanager

@@ -168,3 +168,54 @@ def test_the_schema_documents_the_export_endpoints(staff):
     schema = client_for(staff).get("/api/schema/?format=json").json()
     assert "/api/v1/projects/{id}/exports/" in schema["paths"]
     assert "/api/v1/exports/{id}/download/" in schema["paths"]
+
+
+# --- layouts and model labels ------------------------------------------------------------------
+
+
+@pytest.fixture
+def labelled(project, annotator, other_annotator, tmp_path):  # noqa: ANN001, ANN201
+    from tests.annotation.test_exporters import model_labelled_project
+
+    return model_labelled_project(project, annotator, other_annotator, tmp_path / "more")
+
+
+def test_a_manager_asks_for_imagereward_files_with_model_labels(labelled, manager):
+    project, active, _, _ = labelled
+    answer = post(manager, project, {"kind": "rankings", "layout": "imagereward",
+                                     "labels": "both"})
+
+    assert answer.status_code == 202, answer.json()
+    body = answer.json()
+    assert body["options"] == {"layout": "imagereward", "labels": "both",
+                               "reward_version": active.pk}
+    run = ExportRun.objects.get(pk=body["id"])
+    export_runs.execute(run)
+    followed = client_for(manager).get(f"/api/v1/exports/{run.pk}/").json()
+    assert followed["status"] == "succeeded"
+    assert followed["manifest"]["layout"] == "imagereward"
+    assert followed["manifest"]["labels"]["reward_version"]["held_out"]["human_ceiling"] == 0.8
+    names = zipfile.ZipFile(io.BytesIO(b"".join(
+        client_for(manager).get(followed["download"]).streaming_content))).namelist()
+    assert {"dataset/train.json", "dataset/valid.json", "dataset/test.json"} <= set(names)
+
+
+@pytest.mark.parametrize("case", ["unknown", "another project", "no active version"])
+def test_a_bad_reward_version_is_400_naming_it(labelled, manager, case):
+    from rewards.models import RewardModelVersion
+    from tests.annotation.test_exporters import make_version
+
+    project, active, _, _ = labelled
+    body = {"kind": "dpo", "labels": "model"}
+    if case == "unknown":
+        body["reward_version"] = 424242
+    elif case == "another project":
+        body["reward_version"] = make_version(Project.objects.create(name="Theirs"), 1).pk
+    else:
+        RewardModelVersion.objects.filter(pk=active.pk).update(status="retired")
+
+    answer = post(manager, project, body)
+
+    assert answer.status_code == 400
+    assert set(answer.json()) == {"reward_version"}
+    assert not ExportRun.objects.exists()

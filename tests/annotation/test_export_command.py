@@ -81,6 +81,40 @@ def test_a_bad_request_names_the_field(judged, args, says):
     assert not ExportRun.objects.exists()
 
 
+@pytest.fixture
+def labelled(project, annotator, other_annotator, tmp_path):  # noqa: ANN001, ANN201
+    from tests.annotation.test_exporters import model_labelled_project
+
+    return model_labelled_project(project, annotator, other_annotator, tmp_path / "more")
+
+
+def test_it_writes_editreward_files_with_the_models_labels(labelled):
+    project, _, old, _ = labelled
+    out, _ = run_command(project.name, "--kind", "pairs", "--layout", "editreward",
+                         "--labels", "both", "--reward-version", str(old.pk), "--ties", "--json")
+
+    printed = json.loads(out)
+    assert printed["manifest"]["options"] == {
+        "aspect_pairs": False, "include_ties": True, "layout": "editreward", "labels": "both",
+        "reward_version": old.pk}
+    archive = zipfile.ZipFile(ExportRun.objects.get().path)
+    rows = json.loads(archive.read("train.json"))
+    assert Counter(r["label_source"] for r in rows)["model"] == 6  # task 3: every pair
+    assert any(r["tie_case"] for r in rows)
+
+
+def test_image_feature_and_a_bad_version_from_the_command_line(labelled):
+    project, _, _, _ = labelled
+    out, _ = run_command(project.name, "--kind", "dpo", "--format", "parquet", "--images",
+                         "embed", "--image-feature", "--json")
+    assert json.loads(out)["manifest"]["image_cells"] == "struct"
+
+    with pytest.raises(CommandError, match="reward_version"):
+        run_command(project.name, "--kind", "dpo", "--labels", "model",
+                    "--reward-version", "987654")
+    assert ExportRun.objects.count() == 1
+
+
 def test_an_unknown_project_is_an_error(db):
     with pytest.raises(CommandError, match="no project 'nope'"):
         run_command("nope", "--kind", "pairs")

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from annotation import export_runs, exporters
 from annotation.export_models import ExportRun, exports_root
-from annotation.models import Image, Judgement
+from annotation.models import Image, Judgement, Project
 from tests.annotation.test_exporters import expected_pairs, jsonl_rows, judge_project
 from tests.conftest import PASSWORD, wait_for
 
@@ -322,3 +322,102 @@ def test_the_project_action_opens_the_export_form(judged, staff_client):
     )
     assert answer.status_code == 302
     assert answer["Location"] == f"/admin/annotation/exportrun/add/?project={judged.pk}"
+
+
+# --- model labels: the reward version, checked and pinned -------------------------------------
+
+
+@pytest.fixture
+def labelled(project, annotator, other_annotator, tmp_path):  # noqa: ANN001, ANN201
+    from tests.annotation.test_exporters import model_labelled_project
+
+    return model_labelled_project(project, annotator, other_annotator, tmp_path / "more")
+
+
+def test_the_active_version_is_pinned_when_the_export_is_requested(labelled):
+    project, active, old, _ = labelled
+    run = start(project, labels="model")
+    assert run.options["reward_version"] == active.pk
+
+    old.promote()  # promoted before the worker gets to it
+    export_runs.execute(run)
+    run.refresh_from_db()
+
+    assert run.status == "succeeded", run.message
+    rows = [r for split in jsonl_rows(zipfile.ZipFile(run.path)).values() for r in split]
+    assert rows and {r["reward_version"] for r in rows} == {active.number}
+    assert run.manifest["labels"]["reward_version"]["id"] == active.pk
+
+
+def test_bad_reward_versions_are_refused_naming_the_field_and_nothing_is_created(
+    labelled, project
+):
+    from rewards.models import RewardModelVersion
+    from tests.annotation.test_exporters import make_version
+
+    _, active, _, _ = labelled
+    other = Project.objects.create(name="Another project")
+    theirs = make_version(other, 1)
+
+    cases = [
+        ({"labels": "model", "reward_version": 999999}, "there is no reward-model version"),
+        ({"labels": "both", "reward_version": theirs.pk}, "belongs to project"),
+    ]
+    for body, message in cases:
+        with pytest.raises(exporters.ExportInvalid) as raised:
+            start(project, **body)
+        assert set(raised.value.errors) == {"reward_version"}
+        assert message in raised.value.errors["reward_version"][0]
+    RewardModelVersion.objects.filter(pk=active.pk).update(status="retired")
+    with pytest.raises(exporters.ExportInvalid) as raised:
+        start(project, labels="model")
+    assert "has no active one" in raised.value.errors["reward_version"][0]
+    assert not ExportRun.objects.exists()
+
+
+def test_a_version_deleted_before_the_export_runs_fails_it_saying_what_to_do(labelled):
+    project, active, _, _ = labelled
+    run = start(project, labels="both")
+    active.delete()
+
+    export_runs.execute(run)
+    run.refresh_from_db()
+
+    assert run.status == "failed" and "start a new export" in run.message
+    assert not leftovers()
+
+
+def test_the_admin_form_checks_the_reward_version_against_the_project(labelled, staff_client):
+    project, _, _, _ = labelled
+    other = Project.objects.create(name="Another project")
+    from tests.annotation.test_exporters import make_version
+
+    theirs = make_version(other, 1)
+    answer = staff_client.post(
+        "/admin/annotation/exportrun/add/",
+        {"project": project.pk, "kind": "pairs", "format": "jsonl", "images": "",
+         "filters": "{}", "labels": "model", "reward_version": theirs.pk},
+    )
+
+    assert answer.status_code == 200
+    errors = answer.context["adminform"].form.errors
+    assert "belongs to project" in errors["reward_version"][0]
+    assert not ExportRun.objects.exists()
+
+
+def test_the_admin_form_queues_an_editreward_export_with_model_labels(
+    labelled, staff_client, monkeypatch
+):
+    project, active, _, _ = labelled
+    monkeypatch.setattr(export_runs, "enqueue_export", lambda pk: None)
+    answer = staff_client.post(
+        "/admin/annotation/exportrun/add/",
+        {"project": project.pk, "kind": "pairs", "format": "jsonl", "images": "",
+         "filters": "{}", "layout": "editreward", "labels": "both"},
+    )
+
+    assert answer.status_code == 302, answer.content.decode()[:2000]
+    run = ExportRun.objects.get()
+    assert run.options == {"aspect_pairs": False, "include_ties": False,
+                           "layout": "editreward", "labels": "both",
+                           "reward_version": active.pk}

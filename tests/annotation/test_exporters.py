@@ -440,19 +440,59 @@ def test_an_export_of_people_only_says_so(judged):
     assert run.counts == {"train": 2, "val": 2, "test": 1}
 
 
+def load_parquet_train(archive: zipfile.ZipFile, folder: Path):  # noqa: ANN201
+    import datasets
+
+    archive.extractall(folder / "out")
+    return datasets.load_dataset(
+        "parquet", data_files={"train": str(folder / "out" / "train.parquet")},
+        cache_dir=str(folder / "cache"),
+    )["train"]
+
+
 def test_parquet_image_columns_decode_as_images_in_datasets(judged, tmp_path):
     import datasets
 
-    _, archive = export(judged, kind="dpo", format="parquet", images="embed")
-    archive.extractall(tmp_path / "out")
+    _, archive = export(judged, kind="pairs", format="parquet", images="embed")
+    loaded = load_parquet_train(archive, tmp_path)
 
-    loaded = datasets.load_dataset(
-        "parquet", data_files={"train": str(tmp_path / "out" / "train.parquet")},
-        cache_dir=str(tmp_path / "cache"),
-    )["train"]
+    assert isinstance(loaded.features["chosen"], datasets.Image)
+    assert loaded[0]["chosen"].size == (32, 24)
+
+
+def test_dpo_images_are_plain_bytes_as_in_pick_a_pic_unless_the_image_feature_is_asked(
+    judged, tmp_path
+):
+    import datasets
+
+    run, archive = export(judged, kind="dpo", format="parquet", images="embed")
+    loaded = load_parquet_train(archive, tmp_path / "bytes")
+
+    for column in ("jpg_0", "jpg_1", "source"):
+        assert loaded.features[column] == datasets.Value("binary")
+    first = loaded[0]
+    assert first["jpg_0"] == file_bytes(Variant.objects.get(pk=first["variant_0_id"]))
+    assert run.manifest["image_cells"] == "binary" and "diffusion_dpo" in run.manifest["read_by"]
+
+    run, archive = export(judged, kind="dpo", format="parquet", images="embed",
+                          image_feature=True)
+    loaded = load_parquet_train(archive, tmp_path / "feature")
 
     assert isinstance(loaded.features["jpg_0"], datasets.Image)
     assert loaded[0]["jpg_0"].size == (32, 24)
+    assert run.options["image_feature"] is True and run.manifest["read_by"] is None
+
+
+def test_dpo_in_hf_format_keeps_plain_bytes_too(judged, tmp_path):
+    import datasets
+
+    _, archive = export(judged, kind="dpo", format="hf")
+    archive.extractall(tmp_path / "hf")
+    loaded = datasets.load_from_disk(str(tmp_path / "hf"))
+
+    assert loaded["train"].features["jpg_1"] == datasets.Value("binary")
+    row = loaded["train"][0]
+    assert row["jpg_1"] == file_bytes(Variant.objects.get(pk=row["variant_1_id"]))
 
 
 def test_every_table_has_the_kinds_columns_in_order(judged):
@@ -540,3 +580,268 @@ def test_dates_mean_whole_days_in_utc():
     assert filters.until.isoformat() == "2026-11-02T00:00:00+00:00"
     again = exporters.parse_filters(filters.to_dict())
     assert again == filters
+
+
+# --- model labels (HP-Edit: the scorer labels the tasks nobody judged) ------------------------
+
+EPSILON = 0.1
+# Per unjudged task, the version's overall score of its sorted variants [a, b, c, d]:
+# task 3 ties a-b (0.05 <= ε); task 4 ties b-c (equal scores).
+MODEL_SCORES = [[0.9, 0.85, 0.3, -0.2], [0.2, 0.6, 0.6, 1.5]]
+HELD_OUT = {
+    "pairwise_accuracy": 0.71, "judgements": 40.0, "pairs": 240,
+    "ceiling_items": {"pairwise_accuracy": 0.69},
+    "human_ceiling": {"pairwise_accuracy": 0.8, "tasks": 12},
+}
+
+
+def add_unjudged_tasks(project, root: Path, indices=(3, 4)) -> list[EditTask]:  # noqa: ANN001
+    from annotation.importers import import_directory
+    from tests.conftest import task_files, task_line, write_manifest_dir
+
+    lines, files = [], {}
+    for index in indices:
+        lines.append(task_line(index))
+        files.update(task_files(index))
+    import_directory(project, write_manifest_dir(root, lines, files))
+    tasks = list(project.tasks.filter(external_id__in=[f"t-{i}" for i in indices])
+                 .order_by("id"))
+    for task, split in zip(tasks, ["train", "test"], strict=False):
+        EditTask.objects.filter(pk=task.pk).update(split=split)
+    return tasks
+
+
+def make_version(project, number: int = 1, *, active: bool = True, epsilon=EPSILON):  # noqa: ANN001, ANN201
+    from rewards.models import RewardModelVersion
+
+    metrics = {"val": {"pairwise_accuracy": 0.7}, "test": HELD_OUT}
+    if epsilon is not None:
+        metrics["epsilon"] = epsilon
+    return RewardModelVersion.objects.create(
+        project=project, number=number, base="tiny", directory=f"v{number}",
+        status="active" if active else "retired", metrics=metrics,
+    )
+
+
+def score_variants(version, tasks, scores) -> None:  # noqa: ANN001
+    from rewards.models import VariantScore
+
+    for task, overall in zip(tasks, scores, strict=True):
+        ids = sorted(task.variants.values_list("id", flat=True))
+        for n, (variant, value) in enumerate(zip(ids, overall, strict=True)):
+            VariantScore.objects.create(
+                variant_id=variant, version=version, overall=value,
+                aspects={"following": 4.0 - n, "preserving": 3.5, "quality": 1.0 + n / 2},
+            )
+
+
+def model_labelled_project(project, annotator, other_annotator, root: Path):  # noqa: ANN001, ANN201
+    """The judged 3-task project, plus two tasks nobody judged; the active version v2
+    scored every variant (the judged ones too, which must not become model rows), an older
+    v1 scored the unjudged ones the other way round."""
+    judge_project(project, annotator, other_annotator)
+    unjudged = add_unjudged_tasks(project, root)
+    old = make_version(project, 1, active=False)
+    score_variants(old, unjudged, [list(reversed(s)) for s in MODEL_SCORES])
+    version = make_version(project, 2)
+    score_variants(version, unjudged, MODEL_SCORES)
+    judged_tasks = project.tasks.exclude(pk__in=[t.pk for t in unjudged]).order_by("id")
+    score_variants(version, judged_tasks, [[0.0, 1.0, 2.0, 3.0]] * 3)
+    return project, version, old, unjudged
+
+
+@pytest.fixture
+def labelled(project, annotator, other_annotator, tmp_path):  # noqa: ANN001, ANN201
+    return model_labelled_project(project, annotator, other_annotator, tmp_path / "more")
+
+
+def model_pairs_expected(unjudged, scores=MODEL_SCORES) -> set[tuple]:  # noqa: ANN001
+    """(chosen, rejected, |Δ|) of every pair more than ε apart."""
+    found = set()
+    for task, overall in zip(unjudged, scores, strict=True):
+        ids = sorted(task.variants.values_list("id", flat=True))
+        for a in range(4):
+            for b in range(4):
+                if overall[a] - overall[b] > EPSILON:
+                    found.add((ids[a], ids[b], round(overall[a] - overall[b], 9)))
+    return found
+
+
+def model_pair_keys(rows: list[dict]) -> set[tuple]:
+    return {(r["chosen_variant_id"], r["rejected_variant_id"], round(r["score_margin"], 9))
+            for r in rows}
+
+
+def test_default_rows_say_people_labelled_them(judged):
+    for kind in exporters.LABELLED_KINDS:
+        _, archive = export(judged, kind=kind, format="jsonl")
+        rows = every_row(jsonl_rows(archive))
+        assert rows and all(
+            (r["label_source"], r["reward_version"], r["score_margin"]) == ("human", None, None)
+            for r in rows
+        ), kind
+        manifest = json.loads(archive.read("manifest.json"))
+        assert manifest["labels"] == {"source": "human", "rows": {"human": len(rows), "model": 0}}
+
+
+def test_model_pairs_are_the_versions_preferences_beyond_epsilon_on_unjudged_tasks(labelled):
+    project, version, _, unjudged = labelled
+    run, archive = export(project, kind="pairs", format="jsonl", labels="model")
+
+    rows = every_row(jsonl_rows(archive))
+    assert model_pair_keys(rows) == model_pairs_expected(unjudged)
+    assert len(rows) == 5 + 5  # a-b of task 3 and b-c of task 4 are ties: no pair
+    for row in rows:
+        assert row["label_source"] == "model" and row["reward_version"] == 2
+        assert row["judgement_id"] is None and row["annotator"] is None
+        assert row["margin"] == row["score_margin"] and row["aspect"] == "overall"
+        assert row["task_id"] in {t.pk for t in unjudged}
+        chosen = Variant.objects.get(pk=row["chosen_variant_id"])
+        assert archive.read(row["chosen"]) == file_bytes(chosen)
+    assert run.options == {"aspect_pairs": False, "labels": "model", "reward_version": version.pk}
+
+
+def test_both_labels_keep_peoples_rows_and_add_the_models(labelled):
+    project, _, _, unjudged = labelled
+    _, archive = export(project, kind="pairs", format="parquet", labels="both")
+
+    rows = every_row(parquet_rows(archive))
+    human = [r for r in rows if r["label_source"] == "human"]
+    model = [r for r in rows if r["label_source"] == "model"]
+    assert {(r["judgement_id"], r["chosen_variant_id"], r["rejected_variant_id"], r["margin"])
+            for r in human} == expected_pairs(Judgement.objects.all())
+    assert model_pair_keys(model) == model_pairs_expected(unjudged)
+    manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["labels"]["rows"] == {"human": len(human), "model": len(model)}
+
+
+def test_a_named_version_labels_with_its_own_scores(labelled):
+    project, _, old, unjudged = labelled
+    _, archive = export(project, kind="pairs", format="jsonl", labels="model",
+                        reward_version=old.pk)
+
+    rows = every_row(jsonl_rows(archive))
+    reversed_scores = [list(reversed(s)) for s in MODEL_SCORES]
+    assert model_pair_keys(rows) == model_pairs_expected(unjudged, reversed_scores)
+    assert {r["reward_version"] for r in rows} == {1}
+
+
+def test_model_dpo_rows_give_ties_halves_and_leave_them_out_without_ties(labelled):
+    project, _, _, unjudged = labelled
+    _, archive = export(project, kind="dpo", format="jsonl", labels="model")
+
+    rows = every_row(jsonl_rows(archive))
+    assert len(rows) == 2 * 6
+    for row in rows:
+        task = unjudged[0] if row["task_id"] == unjudged[0].pk else unjudged[1]
+        overall = MODEL_SCORES[unjudged.index(task)]
+        ids = sorted(task.variants.values_list("id", flat=True))
+        delta = overall[ids.index(row["variant_0_id"])] - overall[ids.index(row["variant_1_id"])]
+        want = 0.5 if abs(delta) <= EPSILON else 1.0 if delta > 0 else 0.0
+        assert (row["label_0"], row["label_1"]) == (want, 1.0 - want)
+        assert row["score_margin"] == pytest.approx(abs(delta))
+        assert row["ranking_id"] is None and row["reward_version"] == 2
+    _, archive = export(project, kind="dpo", format="jsonl", labels="model", include_ties=False)
+    assert {r["label_0"] for r in every_row(jsonl_rows(archive))} == {0.0, 1.0}
+    assert len(every_row(jsonl_rows(archive))) == 10
+
+
+def test_model_rankings_share_a_rank_within_epsilon(labelled):
+    project, _, _, unjudged = labelled
+    _, archive = export(project, kind="rankings", format="jsonl", labels="model")
+
+    rows = sorted(every_row(jsonl_rows(archive)), key=lambda r: r["task_id"])
+    assert [r["task_id"] for r in rows] == [t.pk for t in unjudged]
+    assert rows[0]["ranking"] == [1, 1, 2, 3] and rows[1]["ranking"] == [3, 2, 2, 1]
+    assert rows[0]["model_scores"] == MODEL_SCORES[0]
+    assert rows[0]["score_margin"] == pytest.approx(0.5)  # c (0.3) to d (-0.2)
+    assert rows[1]["score_margin"] == pytest.approx(0.4)  # c (0.6) to a (0.2)
+    assert rows[0]["split"] == "train" and rows[1]["split"] == "test"
+
+
+def test_model_ranks_join_a_rank_within_epsilon_of_its_best():
+    assert exporters.model_ranks([1.0, 0.75, 0.5], 0.25) == [1, 1, 2]
+    assert exporters.model_ranks([0.5, 0.75, 1.0], 0.0) == [3, 2, 1]
+    assert exporters.model_ranks([0.5, 0.5], 0.0) == [1, 1]
+
+
+def test_task_filters_apply_to_model_rows(labelled):
+    project, _, _, unjudged = labelled
+    EditTask.objects.filter(pk=unjudged[1].pk).update(is_gold=True)
+    _, archive = export(project, kind="rankings", format="jsonl", labels="model",
+                        filters={"exclude_gold": True})
+    assert [r["task_id"] for r in every_row(jsonl_rows(archive))] == [unjudged[0].pk]
+
+    ids = sorted(unjudged[0].variants.values_list("id", flat=True))
+    Variant.objects.filter(pk__in=ids[:2]).update(generator="other")
+    _, archive = export(project, kind="rankings", format="jsonl", labels="model",
+                        filters={"generators": ["other"]})
+    (row,) = every_row(jsonl_rows(archive))
+    assert row["variant_ids"] == ids[:2] and row["ranking"] == [1, 1]
+
+
+def test_the_manifest_says_how_well_the_version_agrees_with_held_out_people(labelled):
+    project, version, _, _ = labelled
+    run, archive = export(project, kind="dpo", format="parquet", images="embed",
+                          labels="both")
+
+    labels = json.loads(archive.read("manifest.json"))["labels"]
+    assert labels["source"] == "both"
+    assert labels["reward_version"] == {
+        "id": version.pk, "number": 2, "status": "active", "epsilon": EPSILON,
+        "epsilon_calibrated_on": "val",
+        "held_out": {"split": "test", "pairwise_accuracy": 0.71, "judgements": 40.0,
+                     "pairs": 240, "human_ceiling": 0.8, "ceiling_tasks": 12,
+                     "pairwise_accuracy_on_ceiling_items": 0.69},
+    }
+    assert labels["rows"] == {"human": 36, "model": 12}
+    assert "71.0%" in labels["note"] and "80.0%" in labels["note"]
+    assert [c["name"] for c in run.manifest["columns"]][-3:] == [
+        "label_source", "reward_version", "score_margin"]
+
+
+def test_a_version_without_epsilon_ties_only_equal_scores(labelled):
+    project, version, _, unjudged = labelled
+    version.metrics = {"test": HELD_OUT}
+    version.save(update_fields=["metrics"])
+    _, archive = export(project, kind="pairs", format="jsonl", labels="model")
+
+    assert len(every_row(jsonl_rows(archive))) == 6 + 5  # only task 4's equal b-c ties
+    assert json.loads(archive.read("manifest.json"))["labels"]["reward_version"][
+        "epsilon_calibrated_on"] is None
+    assert unjudged
+
+
+@pytest.mark.parametrize(
+    "body, errors",
+    [
+        ({"kind": "scores", "labels": "model"}, {"labels"}),
+        ({"kind": "pairs", "labels": "people"}, {"labels"}),
+        ({"kind": "pairs", "reward_version": 3}, {"reward_version"}),
+        ({"kind": "pairs", "labels": "model", "reward_version": "v3"}, {"reward_version"}),
+        ({"kind": "pairs", "layout": "imagereward"}, {"layout"}),
+        ({"kind": "rankings", "layout": "editreward"}, {"layout"}),
+        ({"kind": "rankings", "layout": "pickapic"}, {"layout"}),
+        ({"kind": "rankings", "layout": "imagereward", "format": "parquet"}, {"format"}),
+        ({"kind": "rankings", "layout": "imagereward", "images": "embed"}, {"images"}),
+        ({"kind": "pairs", "layout": "editreward", "aspect_pairs": True}, {"aspect_pairs"}),
+        ({"kind": "rankings", "include_ties": True}, {"include_ties"}),
+        ({"kind": "pairs", "image_feature": True, "format": "parquet", "images": "embed"},
+         {"image_feature"}),
+        ({"kind": "dpo", "image_feature": True, "format": "parquet"}, {"image_feature"}),
+        ({"kind": "dpo", "image_feature": "yes"}, {"image_feature"}),
+    ],
+)
+def test_a_bad_new_option_names_its_field(body, errors):
+    with pytest.raises(exporters.ExportInvalid) as raised:
+        exporters.parse_request(body)
+    assert set(raised.value.errors) == errors
+
+
+def test_editreward_pairs_leave_ties_out_unless_asked():
+    assert exporters.parse_request({"kind": "pairs", "layout": "editreward"}).include_ties is False
+    asked = exporters.parse_request({"kind": "pairs", "layout": "editreward",
+                                     "include_ties": True})
+    assert asked.include_ties is True
+    assert asked.options == {"aspect_pairs": False, "include_ties": True, "layout": "editreward"}
+    assert exporters.parse_request({"kind": "dpo"}).include_ties is True

@@ -1,5 +1,9 @@
 """``python manage.py export_dataset PROJECT --kind pairs --format parquet [filters]``
 
+``--layout imagereward`` (rankings) / ``--layout editreward`` (pairs) write those projects'
+own training files; ``--labels model|both`` adds the reward model's labels for the tasks
+nobody judged (``--reward-version ID``, default the active version).
+
 Runs the export here (progress bar on stderr) and prints where the archive is; with
 ``--queue`` it goes to a Celery worker instead. The run is an ExportRun like the admin's
 and the API's, so it shows in the admin and its archive downloads from the API.
@@ -39,6 +43,20 @@ class Command(BaseCommand):
         parser.add_argument("--min-agreement", type=float)
         parser.add_argument("--aspect-pairs", action="store_true", help="pairs: per-aspect rows")
         parser.add_argument("--no-ties", action="store_true", help="dpo: leave tied pairs out")
+        parser.add_argument(
+            "--ties", action="store_true", help="editreward layout: keep tied pairs (tie_case)"
+        )
+        parser.add_argument("--layout", choices=exporters.LAYOUTS, help="another project's files")
+        parser.add_argument(
+            "--labels", choices=exporters.LABEL_SOURCES, help="human (default), model or both"
+        )
+        parser.add_argument(
+            "--reward-version", type=int, help="labels model/both: the version id (default active)"
+        )
+        parser.add_argument(
+            "--image-feature", action="store_true",
+            help="dpo: embedded images as the HF Image feature instead of plain bytes",
+        )
         parser.add_argument("--output", type=Path, help="also copy the archive here")
         parser.add_argument("--queue", action="store_true", help="run on a Celery worker")
         parser.add_argument(
@@ -89,13 +107,22 @@ def request_body(options: dict) -> dict:
         "exclude_unsure": options["exclude_unsure"],
         "min_agreement": options["min_agreement"],
     }
-    body = {"kind": options["kind"], "format": options["format"], "filters": filters}
+    body = {"kind": options["kind"], "filters": filters}
+    if not options.get("layout") or options["format"] != "jsonl":
+        body["format"] = options["format"]  # a layout writes its own files: format only if asked
     if options["images"]:
         body["images"] = options["images"]
     if options["aspect_pairs"]:
         body["aspect_pairs"] = True
     if options["no_ties"]:
         body["include_ties"] = False
+    if options.get("ties"):
+        body["include_ties"] = True
+    for name in ("layout", "labels", "reward_version"):
+        if options.get(name) is not None:
+            body[name] = options[name]
+    if options.get("image_feature"):
+        body["image_feature"] = True
     return body
 
 
