@@ -13,6 +13,13 @@ from typing import Any
 DEFAULT_ASPECTS = ("following", "preserving", "quality")
 HEAD_MODES = ("coarse", "fine", "cbm")
 FUSIONS = ("diff", "late")
+# What the change tokens compare (fusion="diff"): the frozen vision output, and the patch
+# embeddings too.
+CHANGE_FEATURES = ("frozen+patch", "frozen")
+FUSION_AT = ("trainable", "every")
+# short: one hidden layer (head_hidden); imagereward: ImageReward's MLP, set by an ImageReward base
+OVERALL_HEADS = ("short", "imagereward")
+IMAGEREWARD_HEAD_WIDTHS = (1024, 128, 64, 16)  # ImageReward/ImageReward.py, class MLP
 TINY = "tiny"
 TIE_MODES = ("skip", "soft")
 ASPECT_LOSSES = ("mse", "ordinal")
@@ -20,8 +27,8 @@ SELECT_METRICS = ("pairwise_accuracy", "loss")
 # What a retrain request may set about the model itself (base and heads have their own
 # fields; aspects come from the project).
 MODEL_OPTIONS = (
-    "fusion", "freeze_fraction", "text_freeze_fraction", "frozen_prefix", "head_hidden",
-    "head_dropout",
+    "fusion", "change_features", "freeze_fraction", "text_freeze_fraction", "frozen_prefix",
+    "head_hidden", "head_dropout",
 )  # fmt: skip
 
 
@@ -33,6 +40,12 @@ class RewardModelConfig:
     aspects: list[str] = field(default_factory=lambda: list(DEFAULT_ASPECTS))
     heads: str = "fine"  # coarse | fine | cbm
     fusion: str = "diff"  # diff: edit + source + change tokens; late: edit + source only
+    change_features: str = "frozen+patch"  # frozen+patch | frozen (see CHANGE_FEATURES)
+    # Where the fused tokens (segment embeddings, change tokens) enter the text encoder:
+    # "trainable" = at its first trainable layer, the frozen layers below reading plain ViT
+    # tokens of the edit and its source as pretrained BLIP layers were trained to (and as
+    # frozen_prefix needs); "every" = at every layer (models saved in format 1).
+    fusion_at: str = "trainable"
     freeze_fraction: float = 0.7  # ImageReward §4.1 fixes 70% of the layers
     text_freeze_fraction: float | None = None  # None: the same as freeze_fraction
     # Fusion parameters enter at the first trainable text layer, so the text prefix below it
@@ -41,6 +54,14 @@ class RewardModelConfig:
     max_text_length: int = 35  # ImageReward's prompt length
     head_hidden: int = 128
     head_dropout: float = 0.1
+    # The overall head's shape, and the normalisation of its output: overall =
+    # (head(cls) - score_mean) / score_std. An ImageReward base (rewards/imagereward.py)
+    # sets all three from its checkpoint (ImageReward.py: (rewards - mean) / std); other
+    # bases keep the defaults, under which the overall score is the head's output.
+    overall_head: str = "short"
+    overall_head_widths: list[int] = field(default_factory=lambda: list(IMAGEREWARD_HEAD_WIDTHS))
+    score_mean: float = 0.0
+    score_std: float = 1.0
     seed: int = 0
     blip_config: dict[str, Any] = field(default_factory=dict)  # filled from the base
 
@@ -50,6 +71,14 @@ class RewardModelConfig:
             raise ValueError(f"heads {self.heads!r} is not one of {HEAD_MODES}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion {self.fusion!r} is not one of {FUSIONS}")
+        if self.fusion_at not in FUSION_AT:
+            raise ValueError(f"fusion_at {self.fusion_at!r} is not one of {FUSION_AT}")
+        if self.frozen_prefix and self.fusion_at != "trainable":
+            raise ValueError("frozen_prefix needs fusion_at='trainable'")
+        if self.change_features not in CHANGE_FEATURES:
+            raise ValueError(
+                f"change_features {self.change_features!r} is not one of {CHANGE_FEATURES}"
+            )
         for name in ("freeze_fraction", "text_freeze_fraction"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
@@ -59,6 +88,17 @@ class RewardModelConfig:
                 f"frozen_prefix needs the whole vision tower frozen (freeze_fraction=1), "
                 f"not freeze_fraction={self.freeze_fraction}"
             )
+        if self.overall_head not in OVERALL_HEADS:
+            raise ValueError(f"overall_head {self.overall_head!r} is not one of {OVERALL_HEADS}")
+        widths = list(self.overall_head_widths)
+        if len(widths) != len(IMAGEREWARD_HEAD_WIDTHS) or min(widths) < 1:
+            raise ValueError(
+                f"overall_head_widths {widths} must be {len(IMAGEREWARD_HEAD_WIDTHS)} positive "
+                f"widths, as ImageReward's MLP {list(IMAGEREWARD_HEAD_WIDTHS)}"
+            )
+        self.overall_head_widths = widths
+        if not self.score_std > 0:
+            raise ValueError(f"score_std {self.score_std} must be > 0")
         if self.heads != "coarse" and not self.aspects:
             raise ValueError(f"heads {self.heads!r} needs at least one aspect")
         self.aspects = list(self.aspects)

@@ -58,6 +58,7 @@ from transformers import (
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.blip import BlipImageProcessorPil
 
+from rewards.bases import SAFETENSORS, SAFETENSORS_INDEX, inspect_blip_itm, is_imagereward
 from rewards.config import DEFAULT_ASPECTS, FUSIONS, HEAD_MODES, TINY, RewardModelConfig
 from rewards.tiny import BlipParts, build_tiny_blip
 
@@ -70,7 +71,7 @@ SCORE_MAX = 5.0
 CONFIG_FILE = "reward_model.json"
 WEIGHTS_FILE = "model.safetensors"
 TORCH_WEIGHTS_FILE = "model.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: change_features (v1 models load as change_features="frozen")
 
 
 @dataclass
@@ -90,18 +91,66 @@ def _head(hidden: int, width: int, dropout: float) -> nn.Sequential:
     )
 
 
+def _imagereward_head(hidden: int, widths: Sequence[int]) -> nn.Sequential:
+    # ImageReward/ImageReward.py, class MLP: linear layers hidden -> 1024 -> 128 -> 64 -> 16
+    # -> 1 with dropouts 0.2, 0.2, 0.1 and no activations (its ReLUs are commented out).
+    # The indices of its Linear layers (0, 2, 4, 6, 7) are kept so its weights load as-is.
+    a, b, c, d = widths
+    return nn.Sequential(
+        nn.Linear(hidden, a), nn.Dropout(0.2), nn.Linear(a, b), nn.Dropout(0.2),
+        nn.Linear(b, c), nn.Dropout(0.1), nn.Linear(c, d), nn.Linear(d, 1),
+    )  # fmt: skip
+
+
+def _overall_head(config: RewardModelConfig, hidden: int) -> nn.Sequential | None:
+    if config.heads == "cbm":
+        return None
+    if config.overall_head == "imagereward":
+        return _imagereward_head(hidden, config.overall_head_widths)
+    return _head(hidden, config.head_hidden, config.head_dropout)
+
+
 def load_blip_parts(path: str | Path) -> BlipParts:
-    """Read a local blip-itm-style directory (no hub access: the path must exist)."""
+    """Read a local blip-itm-style directory (no hub access: the path must exist), after
+    checking its layout and weights (rewards.bases: the wrong kind raises BaseInvalid)."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"{path} is not a BLIP checkpoint directory (no config.json); pass base='tiny' "
             "or a local copy of e.g. Salesforce/blip-itm-base-coco"
         )
-    model = BlipForImageTextRetrieval.from_pretrained(path, local_files_only=True)
+    inspect_blip_itm(path.resolve())
+    # safetensors where there is one (nothing in it can run code); otherwise transformers
+    # reads pytorch_model.bin with torch.load(weights_only=True).
+    safetensors = (path / SAFETENSORS).is_file() or (path / SAFETENSORS_INDEX).is_file()
+    model = BlipForImageTextRetrieval.from_pretrained(
+        path, local_files_only=True, use_safetensors=safetensors
+    )
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     image_processor = BlipImageProcessorPil.from_pretrained(path, local_files_only=True)
     return BlipParts(model.eval(), tokenizer, image_processor)
+
+
+def _load_base(
+    config: RewardModelConfig,
+) -> tuple[BlipParts, RewardModelConfig, dict[str, torch.Tensor] | None]:
+    """The base's BLIP parts, the config with what the base fixes, and the overall head's
+    starting weights (ImageReward's MLP, with its score normalisation; else None)."""
+    if config.base == TINY:
+        return build_tiny_blip(config.seed), config, None
+    if not is_imagereward(config.base):
+        return load_blip_parts(config.base), config, None
+    from rewards.imagereward import load_imagereward  # only this base needs it
+
+    start = load_imagereward(config.base)
+    config = replace(
+        config,
+        overall_head="imagereward",
+        overall_head_widths=start.head_widths,
+        score_mean=start.score_mean,
+        score_std=start.score_std,
+    )
+    return start.parts, config, start.head_state
 
 
 class BlipRewardModel(nn.Module):
@@ -125,10 +174,11 @@ class BlipRewardModel(nn.Module):
         self.segment_embedding = nn.Parameter(torch.randn(3, hidden_v) * 0.02)
         self.change_norm = self.change_proj = None
         if config.fusion == "diff":
-            self.change_norm = nn.BatchNorm1d(2 * hidden_v)
-            self.change_proj = nn.Linear(2 * hidden_v, hidden_v)
+            stats = 2 * hidden_v * self.change_levels  # signed and absolute, per level
+            self.change_norm = nn.BatchNorm1d(stats)
+            self.change_proj = nn.Linear(stats, hidden_v)
         width, dropout = config.head_hidden, config.head_dropout
-        self.overall_head = _head(hidden_t, width, dropout) if config.heads != "cbm" else None
+        self.overall_head = _overall_head(config, hidden_t)
         self.aspect_heads = nn.ModuleDict(
             {}
             if config.heads == "coarse"
@@ -157,20 +207,22 @@ class BlipRewardModel(nn.Module):
 
     @classmethod
     def build(cls, config: RewardModelConfig) -> BlipRewardModel:
-        """A fresh reward model on `config.base`: `tiny` random init or a local BLIP directory."""
-        parts = (
-            build_tiny_blip(config.seed) if config.base == TINY else load_blip_parts(config.base)
-        )
+        """A fresh reward model on `config.base`: `tiny` random init, a local BLIP directory,
+        or ImageReward's checkpoint (whose MLP then starts the overall head)."""
+        parts, config, head_state = _load_base(config)
         config = replace(config, blip_config=parts.model.config.to_dict())
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)  # heads and segment embedding: same seed, same init
-            return cls(
+            model = cls(
                 config,
                 parts.model.vision_model,
                 parts.model.text_encoder,
                 parts.tokenizer,
                 parts.image_processor,
             )
+        if head_state is not None and model.overall_head is not None:
+            model.overall_head.load_state_dict(head_state)
+        return model
 
     @classmethod
     def from_base(cls, base: str | Path = TINY, **options: Any) -> BlipRewardModel:
@@ -207,7 +259,10 @@ class BlipRewardModel(nn.Module):
         """Load a version saved by `save`; the original base directory is not needed."""
         directory = Path(directory)
         payload = json.loads((directory / CONFIG_FILE).read_text())
-        payload.pop("format_version", None)
+        if payload.pop("format_version", 1) < 2:
+            # Format 1 compared only the frozen level and fused at every text layer.
+            payload.setdefault("change_features", "frozen")
+            payload.setdefault("fusion_at", "every")
         config = RewardModelConfig(**payload)
         blip_config = BlipConfig.from_dict(config.blip_config)
         model = cls(
@@ -267,7 +322,7 @@ class BlipRewardModel(nn.Module):
         if self._fingerprint is None:
             digest = hashlib.sha256()
             _digest_weights(digest, self._frozen_vision_modules())
-            digest.update(str(self.dtype).encode())
+            digest.update(f"{self.dtype} levels={self.change_levels}".encode())
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
 
@@ -334,25 +389,40 @@ class BlipRewardModel(nn.Module):
 
     # --- forward -----------------------------------------------------------------------
 
+    @property
+    def change_levels(self) -> int:
+        """How many feature levels the change tokens compare: the frozen output, and with
+        change_features="frozen+patch" also the patch embeddings."""
+        return 2 if self.config.fusion == "diff" and self.config.change_features != "frozen" else 1
+
     @torch.no_grad()
     def encode_frozen(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Output of the frozen vision part, (N, T, H): what the feature cache stores."""
+        """What the feature cache stores: the frozen vision part's output (N, T, H), and
+        with two change levels the patch embeddings after it, (N, 2T, H)."""
         if not self.has_frozen_vision:
             raise ValueError(
                 "freeze_fraction is 0: nothing is frozen, so there is nothing to cache"
             )
-        hidden = self.vision.embeddings(pixel_values.to(self.device, self.dtype))
+        return self._features(pixel_values)
+
+    def _features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        embedded = self.vision.embeddings(pixel_values.to(self.device, self.dtype))
+        hidden = embedded
         for layer in self.vision.encoder.layers[: self.n_frozen_vision_layers]:
             hidden = layer(hidden)
-        return hidden
+        return torch.cat([hidden, embedded], dim=1) if self.change_levels == 2 else hidden
 
     def _frozen_or_embedded(self, images: torch.Tensor, from_features: bool) -> torch.Tensor:
-        """The input of the first trainable ViT layer."""
+        """Features (see `encode_frozen`): the first T tokens enter the first trainable
+        ViT layer."""
         if from_features:
             return images.to(self.device, self.dtype)
         if self.has_frozen_vision:
             return self.encode_frozen(images)
-        return self.vision.embeddings(images.to(self.device, self.dtype))
+        return self._features(images)
+
+    def _trainable_input(self, features: torch.Tensor) -> torch.Tensor:
+        return features[:, : features.shape[1] // self.change_levels]
 
     def _trainable_vision(self, hidden: torch.Tensor) -> torch.Tensor:
         for layer in self.vision.encoder.layers[self.n_frozen_vision_layers :]:
@@ -377,8 +447,8 @@ class BlipRewardModel(nn.Module):
         """Frozen features and ViT outputs of the edits and (per edit) of their sources."""
         edited_frozen = self._frozen_or_embedded(edited, from_features)
         source_frozen = self._frozen_or_embedded(source, from_features)
-        edited_out = self._trainable_vision(edited_frozen)
-        source_out = self._trainable_vision(source_frozen)[group]
+        edited_out = self._trainable_vision(self._trainable_input(edited_frozen))
+        source_out = self._trainable_vision(self._trainable_input(source_frozen))[group]
         return edited_frozen, source_frozen[group], edited_out, source_out
 
     def _fuse(
@@ -399,13 +469,20 @@ class BlipRewardModel(nn.Module):
 
         The size of a change is what separates a weak, a good and an overdone edit, but
         a pre-LN ViT cannot see it: LayerNorm divides each token's size out. So the signed
-        and absolute differences of the frozen features, |f(edit) - f(source)| as siamese
+        and absolute differences of the features, |f(edit) - f(source)| as siamese
         change detectors compare them, plus their mean over the image, are normalised per
         channel with BatchNorm (across edits, so one edit's change stays larger than
         another's) and projected into tokens the text encoder cross-attends to.
+
+        Two levels by default (change_features="frozen+patch"): the frozen output, where a
+        pretrained ViT sees what changed, and the patch embeddings, a linear map of the
+        pixel difference, where how much changed survives intact (deep random or
+        pretrained layers mix it with the photo's content; docs/reward_model.md).
         """
-        difference = edited - source
-        stats = torch.cat([difference, difference.abs()], dim=-1)
+        levels = self.change_levels
+        edited_levels, source_levels = edited.chunk(levels, 1), source.chunk(levels, 1)
+        differences = [e - s for e, s in zip(edited_levels, source_levels, strict=True)]
+        stats = torch.cat([part for d in differences for part in (d, d.abs())], dim=-1)
         stats = torch.cat([stats.mean(1, keepdim=True), stats], dim=1)
         normalised = self.change_norm(stats.flatten(0, 1)).view(stats.shape)
         return self.change_proj(normalised)
@@ -430,18 +507,23 @@ class BlipRewardModel(nn.Module):
         cached output of the frozen text layers (`text_prefix`), which then do not run.
         """
         group, input_ids, mask = self._per_edit(input_ids, attention_mask, edited, group)
-        if self.config.frozen_prefix:
-            vision = self._vision(edited, source, group, from_features)
-            if prefix is None:
-                prefix = self._text_prefix(input_ids, mask, *vision[2:])
-            hidden = self._text_layers(
-                self.text.encoder.layer[self.n_frozen_text_layers :],
-                prefix.to(self.device, self.dtype),
-                mask,
-                self._fuse(*vision),
-            )
-            return self._heads(hidden[:, 0])
-        visual = self.visual_tokens(edited, source, group, from_features)
+        vision = self._vision(edited, source, group, from_features)
+        if self.config.fusion_at == "every":  # format-1 versions: fused tokens everywhere
+            return self._heads(self._text_reading(self._fuse(*vision), input_ids, mask))
+        if prefix is None:
+            prefix = self._text_prefix(input_ids, mask, *vision[2:])
+        hidden = self._text_layers(
+            self.text.encoder.layer[self.n_frozen_text_layers :],
+            prefix.to(self.device, self.dtype),
+            mask,
+            self._fuse(*vision),
+        )
+        return self._heads(hidden[:, 0])
+
+    def _text_reading(
+        self, visual: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """[CLS] of the whole text encoder cross-attending to `visual` at every layer."""
         visual_mask = torch.ones(visual.shape[:2], dtype=torch.long, device=self.device)
         text = self.text(
             input_ids=input_ids,
@@ -449,7 +531,7 @@ class BlipRewardModel(nn.Module):
             encoder_hidden_states=visual,
             encoder_attention_mask=visual_mask,
         )
-        return self._heads(text.last_hidden_state[:, 0])
+        return text.last_hidden_state[:, 0]
 
     def text_prefix(
         self,
@@ -467,7 +549,7 @@ class BlipRewardModel(nn.Module):
         group, input_ids, mask = self._per_edit(input_ids, attention_mask, edited, group)
         with torch.no_grad():
             _, _, edited_out, source_out = self._vision(edited, source, group, from_features)
-        return self._text_prefix(input_ids, mask, edited_out, source_out)
+            return self._text_prefix(input_ids, mask, edited_out, source_out)
 
     def _per_edit(
         self,
@@ -490,13 +572,13 @@ class BlipRewardModel(nn.Module):
         source_out: torch.Tensor,
     ) -> torch.Tensor:
         # The pretrained layers read plain ViT tokens: no segment embedding, no change tokens.
-        with torch.no_grad():
-            return self._text_layers(
-                self.text.encoder.layer[: self.n_frozen_text_layers],
-                self.text.embeddings(input_ids=input_ids),
-                mask,
-                torch.cat([edited_out, source_out], dim=1),
-            )
+        # (No no_grad here: below them a trainable ViT layer may still learn through them.)
+        return self._text_layers(
+            self.text.encoder.layer[: self.n_frozen_text_layers],
+            self.text.embeddings(input_ids=input_ids),
+            mask,
+            torch.cat([edited_out, source_out], dim=1),
+        )
 
     def _text_layers(
         self,
@@ -522,7 +604,9 @@ class BlipRewardModel(nn.Module):
         if self.aggregate is not None:
             overall = self.aggregate(aspects).squeeze(-1)
         else:
-            overall = self.overall_head(cls_state).squeeze(-1)
+            # ImageReward.py: score = (mlp(cls) - mean) / std; the identity by default.
+            raw = self.overall_head(cls_state).squeeze(-1)
+            overall = (raw - self.config.score_mean) / self.config.score_std
         return RewardOutput(overall=overall, aspects=aspects)
 
     def describe(self) -> str:
