@@ -16,6 +16,12 @@ Plain functions over plain records (rewards/dataset.py) and model scores
   side is all ties have no correlation and are left out).
 - Per-aspect MAE over every (judgement, variant, aspect) score.
 
+Undefined is not a number (issue 11): a metric with nothing to stand on (no pairs, no
+non-tied pairs, every ranking constant on one side, no aspect scores) is None, and a sibling
+key ``<metric>_undefined`` says why; a per-ranking mean that had to leave rankings out gives
+``<metric>_skipped`` (how many). Nothing here returns NaN or inf, so the summaries go into a
+JSON column as they are; `json_safe` is the net for anything else a caller stores.
+
 `human_ceiling` computes the same numbers between annotators of the same task: each
 judgement is the reference in turn, each other judgement of its task the "prediction"
 (its tiers as scores, its scores as aspect predictions), weighted 1 / (other judgements) so
@@ -24,7 +30,8 @@ every reference judgement weighs 1, as it does for the model.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -35,6 +42,11 @@ import numpy as np
 from rewards.dataset import JudgementRecord
 
 Scores = Mapping[int, Mapping[str, Any]]
+
+# Why a ranking has no rank correlation (the first that applies).
+ONE_VARIANT = "one variant"
+ALL_TIED = "all variants tied by the annotator"
+CONSTANT_SCORES = "constant scores"
 
 
 # --- rank statistics -------------------------------------------------------------------
@@ -56,16 +68,30 @@ def average_ranks(values: Sequence[float]) -> np.ndarray:
     return ranks
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Pearson correlation of average ranks; nan when either side is constant."""
+def why_no_correlation(human: Sequence[float], predicted: Sequence[float]) -> str | None:
+    """Why Spearman and Kendall tau-b are undefined on this ranking; None when they are not.
+    Both need two items and some spread on each side (their denominators are the spreads)."""
+    if len(human) < 2:
+        return ONE_VARIANT
+    if len(set(human)) == 1:
+        return ALL_TIED
+    if len(set(predicted)) == 1:
+        return CONSTANT_SCORES
+    return None
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Pearson correlation of average ranks; None when either side is constant (or < 2)."""
+    if len(x) < 2:
+        return None
     rx, ry = average_ranks(x), average_ranks(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
     denominator = np.sqrt((rx**2).sum() * (ry**2).sum())
-    return float((rx * ry).sum() / denominator) if denominator > 0 else float("nan")
+    return float((rx * ry).sum() / denominator) if denominator > 0 else None
 
 
-def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
-    """(C - D) / sqrt((n0 - n1)(n0 - n2)), n1/n2 the pairs tied in x/y; nan if undefined."""
+def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """(C - D) / sqrt((n0 - n1)(n0 - n2)), n1/n2 the pairs tied in x/y; None if undefined."""
     concordant = discordant = tied_x = tied_y = 0
     n0 = 0
     for i, j in combinations(range(len(x)), 2):
@@ -76,7 +102,7 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
         concordant += sx * sy > 0
         discordant += sx * sy < 0
     denominator = np.sqrt(float((n0 - tied_x) * (n0 - tied_y)))
-    return float((concordant - discordant) / denominator) if denominator > 0 else float("nan")
+    return float((concordant - discordant) / denominator) if denominator > 0 else None
 
 
 def weighted_auc(
@@ -84,12 +110,16 @@ def weighted_auc(
     negatives: np.ndarray,
     positive_weights: np.ndarray | None = None,
     negative_weights: np.ndarray | None = None,
-) -> float:
-    """P(positive > negative) + 0.5 P(equal), each side weighted; nan if a side is empty."""
+) -> float | None:
+    """P(positive > negative) + 0.5 P(equal), each side weighted; None when a class is empty
+    (or weighs nothing): with one class there is nothing to rank against."""
     if len(positives) == 0 or len(negatives) == 0:
-        return float("nan")
+        return None
     wp = np.ones(len(positives)) if positive_weights is None else np.asarray(positive_weights)
     wn = np.ones(len(negatives)) if negative_weights is None else np.asarray(negative_weights)
+    total = float(wp.sum() * wn.sum())
+    if not total > 0:
+        return None
     order = np.argsort(negatives, kind="mergesort")
     sorted_neg, cumulative = (
         np.asarray(negatives)[order],
@@ -98,7 +128,36 @@ def weighted_auc(
     below = cumulative[np.searchsorted(sorted_neg, positives, side="left")]
     below_or_equal = cumulative[np.searchsorted(sorted_neg, positives, side="right")]
     credit = below + 0.5 * (below_or_equal - below)
-    return float((wp * credit).sum() / (wp.sum() * wn.sum()))
+    return finite_or_none(float((wp * credit).sum() / total))
+
+
+# --- undefined values ------------------------------------------------------------------------
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """A finite float, or None for None/NaN/±inf (JSON has no NaN; Postgres refuses it)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN/inf float, at any depth of dicts/lists/tuples, turned into None:
+    the last guard before a JSONField, so a run never fails on a number it cannot store."""
+    if isinstance(value, float | np.floating):
+        return finite_or_none(float(value))
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Mapping):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def _tally_of(reasons: Counter[str], total: int, unit: str = "rankings") -> str:
+    parts = ", ".join(f"{why} on {count}" for why, count in reasons.most_common())
+    return f"{parts} of {total} {unit}"
 
 
 # --- per-judgement comparisons -------------------------------------------------------------
@@ -113,6 +172,8 @@ class _Tally:
     pair_weight: list[float] = field(default_factory=list)
     spearman: list[tuple[float, float]] = field(default_factory=list)  # (value, weight)
     kendall: list[tuple[float, float]] = field(default_factory=list)
+    no_correlation: Counter[str] = field(default_factory=Counter)  # why -> rankings
+    rankings: int = 0
     errors: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
     judgements: float = 0
 
@@ -129,12 +190,9 @@ class _Tally:
             self.human.append(int(np.sign(tier[b] - tier[a])))
             self.delta.append(float(overall[a]) - float(overall[b]))
             self.pair_weight.append(weight)
-        human_scores = [-tier[v] for v in variants]
-        predicted = [float(overall[v]) for v in variants]
-        for target, value in ((self.spearman, spearman), (self.kendall, kendall_tau_b)):
-            correlation = value(human_scores, predicted)
-            if not np.isnan(correlation):
-                target.append((correlation, weight))
+        self._add_correlations(
+            [-tier[v] for v in variants], [float(overall[v]) for v in variants], weight
+        )
         for variant, given in record.scores.items():
             for aspect, truth in given.items():
                 if aspect in aspects.get(variant, {}):
@@ -142,56 +200,108 @@ class _Tally:
                     self.errors[aspect].append((error, weight))
         self.judgements += weight
 
+    def _add_correlations(self, human: list[float], predicted: list[float], weight: float) -> None:
+        self.rankings += 1
+        reason = why_no_correlation(human, predicted)
+        if reason is not None:
+            self.no_correlation[reason] += 1
+            return
+        for target, value in ((self.spearman, spearman), (self.kendall, kendall_tau_b)):
+            target.append((value(human, predicted), weight))
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.asarray(self.human), np.asarray(self.delta), np.asarray(self.pair_weight)
 
-    def summary(self, epsilon: float) -> dict[str, Any]:
+    def summary(self, epsilon: float, nothing: str = "no judgements") -> dict[str, Any]:
+        """Every metric, None with a ``<name>_undefined`` reason where it has no value.
+        ``nothing`` is the reason when there were no judgements at all."""
         human, delta, weight = self.arrays()
-        return {
-            "pairwise_accuracy": _acc_eq(human, delta, weight, epsilon),
-            "pairwise_accuracy_nontied": _nontied_accuracy(human, delta, weight),
-            "epsilon": epsilon,
-            "roc_auc": _pair_auc(human, delta, weight),
-            "spearman": _weighted_mean(self.spearman),
-            "kendall_tau_b": _weighted_mean(self.kendall),
-            "aspect_mae": {a: _weighted_mean(e) for a, e in sorted(self.errors.items())},
-            "judgements": round(self.judgements, 6),
-            "pairs": int(len(human)),
-            "tied_pairs": int((human == 0).sum()) if len(human) else 0,
-        }
+        summary: dict[str, Any] = {}
+        _put(summary, "pairwise_accuracy", *_acc_eq(human, delta, weight, epsilon))
+        _put(summary, "pairwise_accuracy_nontied", *_nontied_accuracy(human, delta, weight))
+        summary["epsilon"] = epsilon
+        _put(summary, "roc_auc", *_pair_auc(human, delta, weight))
+        for name, values in (("spearman", self.spearman), ("kendall_tau_b", self.kendall)):
+            self._put_correlation(summary, name, values)
+        summary["aspect_mae"] = {a: _weighted_mean(e) for a, e in sorted(self.errors.items())}
+        if not self.errors:
+            summary["aspect_mae_undefined"] = "no judgement scores an aspect the model predicts"
+        summary.update(
+            judgements=round(self.judgements, 6),
+            pairs=int(len(human)),
+            tied_pairs=int((human == 0).sum()) if len(human) else 0,
+        )
+        if not self.rankings:  # one plain reason instead of "no pairs" everywhere
+            for key in [k for k in summary if k.endswith("_undefined")]:
+                summary[key] = nothing
+        return summary
+
+    def _put_correlation(
+        self, summary: dict[str, Any], name: str, values: list[tuple[float, float]]
+    ) -> None:
+        skipped = sum(self.no_correlation.values())
+        if values:
+            summary[name] = _weighted_mean(values)
+            if skipped:
+                summary[f"{name}_skipped"] = skipped
+            return
+        summary[name] = None
+        summary[f"{name}_undefined"] = (
+            _tally_of(self.no_correlation, self.rankings) if self.rankings else "no rankings"
+        )
 
 
-def _weighted_mean(values: list[tuple[float, float]]) -> float:
+def _put(summary: dict[str, Any], name: str, value: float | None, why: str | None) -> None:
+    summary[name] = value
+    if value is None:
+        summary[f"{name}_undefined"] = why
+
+
+def _weighted_mean(values: list[tuple[float, float]]) -> float | None:
     if not values:
-        return float("nan")
-    data = np.asarray(values)
-    return float((data[:, 0] * data[:, 1]).sum() / data[:, 1].sum())
+        return None
+    data = np.asarray(values, dtype=float)
+    return finite_or_none(float((data[:, 0] * data[:, 1]).sum() / data[:, 1].sum()))
 
 
 def _model_relation(delta: np.ndarray, epsilon: float) -> np.ndarray:
     return np.where(np.abs(delta) <= epsilon, 0, np.sign(delta)).astype(int)
 
 
-def _acc_eq(human: np.ndarray, delta: np.ndarray, weight: np.ndarray, epsilon: float) -> float:
+NO_PAIRS = "no pairs: every ranking has one variant"
+ALL_PAIRS_TIED = "every pair is tied by the annotators"
+
+
+def _acc_eq(
+    human: np.ndarray, delta: np.ndarray, weight: np.ndarray, epsilon: float
+) -> tuple[float | None, str | None]:
     if len(human) == 0:
-        return float("nan")
+        return None, NO_PAIRS
     right = _model_relation(delta, epsilon) == human
-    return float((weight * right).sum() / weight.sum())
+    return finite_or_none(float((weight * right).sum() / weight.sum())), "pairs weigh nothing"
 
 
-def _nontied_accuracy(human: np.ndarray, delta: np.ndarray, weight: np.ndarray) -> float:
+def _nontied_accuracy(
+    human: np.ndarray, delta: np.ndarray, weight: np.ndarray
+) -> tuple[float | None, str | None]:
     keep = human != 0
     if not keep.any():
-        return float("nan")
+        return None, NO_PAIRS if len(human) == 0 else ALL_PAIRS_TIED
     agreement = np.sign(delta[keep]) * human[keep]
     credit = np.where(agreement > 0, 1.0, np.where(agreement == 0, 0.5, 0.0))
-    return float((weight[keep] * credit).sum() / weight[keep].sum())
+    return finite_or_none(float((weight[keep] * credit).sum() / weight[keep].sum())), (
+        "pairs weigh nothing"
+    )
 
 
-def _pair_auc(human: np.ndarray, delta: np.ndarray, weight: np.ndarray) -> float:
+def _pair_auc(
+    human: np.ndarray, delta: np.ndarray, weight: np.ndarray
+) -> tuple[float | None, str | None]:
     keep = human != 0
+    if not keep.any():  # no non-tied pair: one class only
+        return None, NO_PAIRS if len(human) == 0 else ALL_PAIRS_TIED
     oriented = delta[keep] * human[keep]  # r_winner - r_loser
-    return weighted_auc(oriented, -oriented, weight[keep], weight[keep])
+    return weighted_auc(oriented, -oriented, weight[keep], weight[keep]), "pairs weigh nothing"
 
 
 # --- public API --------------------------------------------------------------------------
@@ -223,18 +333,21 @@ def model_tally(
 
 def calibrate_epsilon(
     scores: Scores, records: Iterable[JudgementRecord], include_unsure: bool = False
-) -> tuple[float, float]:
-    """(ε, acc_eq at ε): the tie threshold that maximises acc_eq on these (val) records.
+) -> tuple[float, float | None]:
+    """(ε, acc_eq at ε): the tie threshold that maximises acc_eq on these (val) records;
+    (0.0, None) when they hold no pair to calibrate on.
 
     Deutsch et al. 2023 §4: candidates are 0 and every |Δ| seen; the smallest best one wins.
     """
     human, delta, weight = model_tally(scores, records, include_unsure).arrays()
-    if len(human) == 0:
-        return 0.0, float("nan")
-    candidates = np.unique(np.concatenate([[0.0], np.abs(delta)]))
-    accuracies = [_acc_eq(human, delta, weight, float(c)) for c in candidates]
-    best = int(np.argmax(accuracies))
-    return float(candidates[best]), float(accuracies[best])
+    finite = np.isfinite(delta)  # a non-finite score cannot set a threshold
+    if len(human) == 0 or not finite.any():
+        return 0.0, None
+    candidates = np.unique(np.concatenate([[0.0], np.abs(delta[finite])]))
+    accuracies = [_acc_eq(human, delta, weight, float(c))[0] for c in candidates]
+    ranked = [-1.0 if a is None else a for a in accuracies]
+    best = int(np.argmax(ranked))
+    return float(candidates[best]), accuracies[best]
 
 
 def multiply_judged(records: Iterable[JudgementRecord]) -> list[JudgementRecord]:
@@ -244,6 +357,9 @@ def multiply_judged(records: Iterable[JudgementRecord]) -> list[JudgementRecord]
     for record in records:
         per_task[record.task_id] += 1
     return [r for r in records if per_task[r.task_id] >= 2]
+
+
+ONE_ANNOTATOR = "no task has two judgements (one annotator per item): no ceiling to compare"
 
 
 def reward_metrics(
@@ -260,7 +376,9 @@ def reward_metrics(
     epsilon = 0.0 if epsilon is None else float(epsilon)
     metrics = model_tally(scores, records, include_unsure=True).summary(epsilon)
     same_items = multiply_judged(records)
-    metrics["ceiling_items"] = model_tally(scores, same_items, include_unsure=True).summary(epsilon)
+    metrics["ceiling_items"] = model_tally(scores, same_items, include_unsure=True).summary(
+        epsilon, nothing=ONE_ANNOTATOR
+    )
     return metrics
 
 
@@ -278,6 +396,6 @@ def human_ceiling(
             for other in others:
                 overall = {v: -float(t) for v, t in other.tier_of.items()}
                 tally.add(reference, overall, other.scores, weight=1.0 / len(others))
-    summary = tally.summary(0.0)  # an annotator's tie is a real tie: no ε
+    summary = tally.summary(0.0, nothing=ONE_ANNOTATOR)  # an annotator's tie is a real tie: no ε
     summary["tasks"] = sum(1 for group in by_task.values() if len(group) >= 2)
     return summary

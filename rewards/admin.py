@@ -1,9 +1,12 @@
 """Admin pages of the reward loop: runs with progress bars and loss curves, versions with
-their metrics plotted against the human ceiling, promote and roll back."""
+their metrics plotted against the human ceiling, promote and roll back; named base
+checkpoints (registered, checked and re-checked here); retrains with a chosen base."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -14,7 +17,8 @@ from django.utils.safestring import mark_safe
 from annotation.admin import ProjectAdmin
 from editloop.job_admin import JobAdmin, NoAddAdmin
 from rewards import scheduling
-from rewards.models import RewardModelVersion, RewardTrainingRun, VariantScore
+from rewards.config import HEAD_MODES, TINY
+from rewards.models import BaseCheckpoint, RewardModelVersion, RewardTrainingRun, VariantScore
 from rewards.plots import loss_chart, versions_chart
 
 
@@ -160,6 +164,14 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def _shown(value: object) -> object:
+    """A metric cell: floats to 3 places, an undefined metric as a dash (its reason is the
+    ``<metric>_undefined`` row beside it)."""
+    if value is None or isinstance(value, float):
+        return _fmt(value)
+    return value
+
+
 def _metrics_html(metrics: dict) -> str:
     rows = []
     for split in ("val", "test"):
@@ -175,8 +187,8 @@ def _metrics_html(metrics: dict) -> str:
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     split,
                     key,
-                    _fmt(value) if isinstance(value, float) else value,
-                    _fmt(ceiling.get(key)) if isinstance(ceiling.get(key), float) else "",
+                    _shown(value),
+                    _shown(ceiling[key]) if key in ceiling else "",
                 )
             )
     versus = metrics.get("versus_active")
@@ -204,23 +216,150 @@ class VariantScoreAdmin(NoAddAdmin):
 
 @admin.action(description="Retrain reward model now")
 def retrain_reward_model_now(modeladmin, request: HttpRequest, queryset: QuerySet) -> None:  # noqa: ANN001
-    """On the Projects page: a retrain per selected project (single flight per project)."""
+    """On the Projects page: a retrain per selected project (single flight per project), on
+    the deployment's default base (REWARD_BASE)."""
     for project in queryset:
-        try:
-            run = scheduling.request_retrain(
-                project, trigger=RewardTrainingRun.Trigger.ADMIN, user=request.user
-            )
-        except scheduling.RetrainAlreadyRunning as busy:
-            modeladmin.message_user(request, str(busy), messages.WARNING)
-            continue
-        except ValueError as error:  # the project's reward options no longer hold
-            modeladmin.message_user(request, f"{project}: {error}", messages.ERROR)
-            continue
-        url = reverse("admin:rewards_rewardtrainingrun_change", args=[run.pk])
-        modeladmin.message_user(
-            request,
-            format_html('Queued <a href="{}">reward run {}</a> for {}.', url, run.pk, project),
+        _queue_retrain(modeladmin, request, project)
+
+
+# --- retrain with a chosen base -----------------------------------------------------------
+
+
+class RetrainForm(forms.Form):
+    base = forms.ChoiceField(help_text="The built-in random-init model or a registered base.")
+    path = forms.CharField(
+        required=False,
+        max_length=500,
+        help_text="Or an absolute checkpoint directory (checked now; staff only).",
+    )
+    heads = forms.ChoiceField(choices=[(h, h) for h in HEAD_MODES], initial="fine")
+
+    def __init__(self, *args: object, user=None, **kwargs: object) -> None:  # noqa: ANN001
+        super().__init__(*args, **kwargs)
+        self.user = user
+        names = BaseCheckpoint.objects.values_list("name", flat=True)
+        self.fields["base"].choices = [(TINY, "tiny (random init)")] + [(n, n) for n in names]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        field = "path" if data.get("path") else "base"
+        chosen = data.get("path") or data.get("base")
+        if chosen:
+            try:  # the same check as the API and train_reward
+                data["chosen"] = scheduling.check_base(
+                    chosen, may_name_paths=bool(self.user and self.user.is_staff)
+                )
+            except scheduling.InvalidBase as error:
+                self.add_error(field, str(error))
+        return data
+
+
+@admin.action(description="Retrain reward model with a chosen base…")
+def retrain_reward_model_with_base(modeladmin, request: HttpRequest, queryset: QuerySet):  # noqa: ANN001, ANN201
+    """On the Projects page: pick the base (and heads) on a form, then a retrain per project."""
+    form = RetrainForm(request.POST if "apply" in request.POST else None, user=request.user)
+    if not form.is_valid():
+        context = {
+            **modeladmin.admin_site.each_context(request),
+            "title": "Retrain the reward model",
+            "form": form,
+            "projects": queryset,
+            "action": "retrain_reward_model_with_base",
+            "checkbox_name": ACTION_CHECKBOX_NAME,
+            "opts": modeladmin.model._meta,
+        }
+        return TemplateResponse(request, "admin/rewards/retrain_with_base.html", context)
+    for project in queryset:
+        _queue_retrain(
+            modeladmin, request, project,
+            base=form.cleaned_data["chosen"], heads=form.cleaned_data["heads"],
+        )  # fmt: skip
+    return None
+
+
+def _queue_retrain(modeladmin, request: HttpRequest, project, **choices: str) -> None:  # noqa: ANN001
+    try:
+        run = scheduling.request_retrain(
+            project, trigger=RewardTrainingRun.Trigger.ADMIN, user=request.user, **choices
         )
+    except scheduling.RetrainAlreadyRunning as busy:
+        modeladmin.message_user(request, str(busy), messages.WARNING)
+        return
+    except ValueError as error:  # the base or the project's reward options do not hold
+        modeladmin.message_user(request, f"{project}: {error}", messages.ERROR)
+        return
+    url = reverse("admin:rewards_rewardtrainingrun_change", args=[run.pk])
+    modeladmin.message_user(
+        request, format_html('Queued <a href="{}">reward run {}</a> for {}.', url, run.pk, project)
+    )
 
 
-ProjectAdmin.actions = [*(ProjectAdmin.actions or []), retrain_reward_model_now]
+ProjectAdmin.actions = [
+    *(ProjectAdmin.actions or []),
+    retrain_reward_model_now,
+    retrain_reward_model_with_base,
+]
+
+
+# --- named base checkpoints --------------------------------------------------------------
+
+
+class BaseCheckpointForm(forms.ModelForm):
+    """Name and directory; the directory is checked (rewards/bases.py) before anything is
+    saved, with the same check as a run request's path."""
+
+    class Meta:
+        model = BaseCheckpoint
+        fields = ["name", "path"]
+
+    def clean_name(self) -> str:
+        try:
+            return scheduling.checked_base_name(self.cleaned_data["name"])
+        except scheduling.InvalidBase as error:
+            raise forms.ValidationError(str(error)) from None
+
+    def clean_path(self) -> str:
+        path = self.cleaned_data["path"].strip()
+        try:
+            self.checked = scheduling.inspect_directory(path, field="path")
+        except scheduling.InvalidBase as error:
+            raise forms.ValidationError(str(error)) from None
+        return path
+
+
+@admin.register(BaseCheckpoint)
+class BaseCheckpointAdmin(admin.ModelAdmin):
+    form = BaseCheckpointForm
+    list_display = ["name", "kind", "parameter_count", "image_size", "path", "checked_at"]
+    readonly_fields = [
+        "kind", "parameter_count", "image_size", "info", "registered_by", "created_at",
+        "checked_at",
+    ]  # fmt: skip
+    search_fields = ["name", "path"]
+    actions = ["recheck"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: BaseCheckpoint | None = None):  # noqa: ANN201
+        # Runs refer to a base by name: renaming one would orphan what they asked for.
+        return [*self.readonly_fields, "name"] if obj is not None else self.readonly_fields
+
+    @admin.display(description="parameters", ordering="parameters")
+    def parameter_count(self, base: BaseCheckpoint) -> str:
+        return base.parameters_shown
+
+    def save_model(self, request: HttpRequest, obj: BaseCheckpoint, form, change: bool) -> None:  # noqa: ANN001
+        obj.apply_check(form.checked)
+        if not change:
+            obj.registered_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Re-check the selected bases")
+    def recheck(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for base in queryset:
+            try:
+                scheduling.recheck_base(base)
+            except scheduling.InvalidBase as error:
+                self.message_user(request, f"{base}: {error}", messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"{base}: {base.kind}, {base.parameters_shown} parameters"
+                )

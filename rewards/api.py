@@ -1,45 +1,38 @@
-"""Reward-model endpoints of the API contract (DESIGN.md): retrain runs, versions, scoring."""
+"""Reward-model endpoints of the API contract (DESIGN.md): retrain runs, versions, scoring,
+and the named base checkpoints."""
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
-from django.conf import settings
+from django.contrib.auth.models import User
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from PIL import Image as PILImage
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.importers import inspect_image
+from annotation.models import Membership
 from annotation.permissions import get_project_for
 from editloop.job_api import cancel, job_for, job_state
 from rewards import scheduling
-from rewards.models import RewardModelVersion, RewardTrainingRun
+from rewards.bases import inspect_base
+from rewards.config import TINY
+from rewards.models import BaseCheckpoint, RewardModelVersion, RewardTrainingRun
 
 MAX_SCORE_IMAGES = 32
 
 
 class RetrainSerializer(serializers.Serializer):
-    base = serializers.CharField(required=False)
+    # `tiny`, a registered name, or (staff) a path: scheduling.check_base decides.
+    base = serializers.CharField(required=False, max_length=500)
     heads = serializers.ChoiceField(choices=["coarse", "fine", "cbm"], required=False)
     options = serializers.DictField(required=False)
-
-    def validate_base(self, value: str) -> str:
-        if value in ("tiny", settings.REWARD_BASE):
-            return value
-        if not self.context["request"].user.is_staff:
-            raise serializers.ValidationError(
-                "only staff may name a checkpoint directory; "
-                f"use 'tiny' or '{settings.REWARD_BASE}'"
-            )
-        if not (Path(value) / "config.json").is_file():
-            raise serializers.ValidationError(f"{value} is not a BLIP directory (no config.json)")
-        return value
 
 
 def version_payload(version: RewardModelVersion | None) -> dict | None:
@@ -87,13 +80,17 @@ class RewardRunListView(APIView):
         serializer.is_valid(raise_exception=True)
         try:
             run = scheduling.request_retrain(
-                project, trigger=RewardTrainingRun.Trigger.API, user=request.user,
+                project,
+                trigger=RewardTrainingRun.Trigger.API,
+                user=request.user,
                 **serializer.validated_data,
             )
         except scheduling.RetrainAlreadyRunning as busy:
             return Response(
                 {"detail": str(busy), "run": run_payload(busy.run)}, status=status.HTTP_409_CONFLICT
             )
+        except scheduling.InvalidBase as error:
+            return Response({"base": [str(error)]}, status=status.HTTP_400_BAD_REQUEST)
         except ValueError as error:  # the options, merged with the project's, do not hold
             return Response({"options": [str(error)]}, status=status.HTTP_400_BAD_REQUEST)
         return Response(run_payload(run), status=status.HTTP_202_ACCEPTED)
@@ -125,6 +122,49 @@ class RewardModelListView(APIView):
                 "versions": [version_payload(v) for v in versions],
             }
         )
+
+
+# --- named bases ------------------------------------------------------------------------------
+
+
+def base_payload(base: BaseCheckpoint, *, with_path: bool) -> dict:
+    payload = {
+        "name": base.name,
+        "kind": base.kind,
+        "parameters": base.parameters,
+        "image_size": base.image_size,
+        "builtin": False,
+        "checked_at": base.checked_at,
+    }
+    return {**payload, "path": base.path} if with_path else payload
+
+
+def tiny_payload() -> dict:
+    info = inspect_base(TINY)
+    return {
+        "name": TINY,
+        "kind": info.kind,
+        "parameters": info.parameters,
+        "image_size": info.image_size,
+        "builtin": True,
+        "checked_at": None,
+    }
+
+
+def _require_staff_or_a_manager(user: User) -> None:
+    """Bases are picked when starting a retrain: whoever may start one may list them."""
+    if user.is_staff:
+        return
+    if not Membership.objects.filter(user=user, role=Membership.Role.MANAGER).exists():
+        raise PermissionDenied("only staff and project managers may list the base checkpoints")
+
+
+class BaseListView(APIView):
+    def get(self, request: Request) -> Response:
+        _require_staff_or_a_manager(request.user)
+        staff = request.user.is_staff
+        registered = [base_payload(b, with_path=staff) for b in BaseCheckpoint.objects.all()]
+        return Response([tiny_payload(), *registered])
 
 
 class ScoreSerializer(serializers.Serializer):

@@ -1,16 +1,19 @@
-"""Reward-model versions, the runs that train them, and the scores they give variants."""
+"""Reward-model versions, the runs that train them, the scores they give variants, and the
+named base checkpoints staff registered."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from django.conf import settings
+from django.core.validators import validate_slug
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from annotation.models import Project, Variant
 from editloop.jobs import Job
+from rewards.config import TINY
 
 
 class RewardModelVersion(models.Model):
@@ -182,3 +185,57 @@ class VariantScore(models.Model):
 
     def __str__(self) -> str:
         return f"variant {self.variant_id}: {self.overall:.3f} by {self.version}"
+
+
+class BaseCheckpoint(models.Model):
+    """A local BLIP directory staff registered under a name, checked when it was registered
+    (rewards/bases.py: layout, architecture, weights that load). Runs name it; only staff
+    see the path."""
+
+    name = models.CharField(
+        max_length=100,
+        unique=True,
+        validators=[validate_slug],
+        help_text="What runs call it: letters, digits, - and _ (e.g. blip-itm-base-coco).",
+    )
+    path = models.CharField(max_length=500, help_text="Absolute directory on the gpu workers.")
+    kind = models.CharField(max_length=20, help_text="tiny, blip-itm or imagereward.")
+    parameters = models.BigIntegerField(help_text="Parameters of the BLIP model.")
+    image_size = models.PositiveIntegerField()
+    info = models.JSONField(default=dict, help_text="Everything the check found.")
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def path_for(cls, base: str) -> str:
+        """What a run loads: `tiny` stays `tiny`, a registered name becomes its directory,
+        anything else is a path (checked when the run was requested)."""
+        if base == TINY:
+            return base
+        found = cls.objects.filter(name=base).values_list("path", flat=True).first()
+        return found or base
+
+    @property
+    def parameters_shown(self) -> str:
+        """1234567 -> "1.2 M": parameter counts at a glance ("—" before the first check)."""
+        if self.parameters is None:
+            return "—"
+        for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+            if self.parameters >= size:
+                return f"{self.parameters / size:.1f} {unit}"
+        return str(self.parameters)
+
+    def apply_check(self, info: object) -> None:
+        """Copy what rewards.bases.inspect_base found (a BaseInfo) onto the row."""
+        self.kind, self.parameters, self.image_size = info.kind, info.parameters, info.image_size
+        self.info = info.as_dict()
+        self.checked_at = timezone.now()

@@ -16,4 +16,5 @@ urlpatterns = [
         name="api-reward-models",
     ),
     path("reward-models/<str:version>/score/", api.ScoreView.as_view(), name="api-reward-score"),
+    path("bases/", api.BaseListView.as_view(), name="api-bases"),
 ]

@@ -10,12 +10,15 @@ import pytest
 from evaluation.metrics import (
     average_ranks,
     calibrate_epsilon,
+    finite_or_none,
     human_ceiling,
+    json_safe,
     kendall_tau_b,
     multiply_judged,
     reward_metrics,
     spearman,
     weighted_auc,
+    why_no_correlation,
 )
 from rewards.dataset import ImageRef, JudgementRecord
 
@@ -104,15 +107,18 @@ def test_spearman_and_kendall_match_scipy_on_random_data_with_ties() -> None:
     rng = np.random.default_rng(0)
     for _ in range(20):
         x, y = rng.integers(0, 4, size=7), rng.normal(size=7).round(1)
-        assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, nan_ok=True)
-        assert kendall_tau_b(x, y) == pytest.approx(
-            stats.kendalltau(x, y, variant="b").statistic, nan_ok=True
+        expected_rho = stats.spearmanr(x, y).statistic
+        expected_tau = stats.kendalltau(x, y, variant="b").statistic
+        # scipy's NaN is our None: undefined, never a number
+        assert spearman(x, y) == (None if math.isnan(expected_rho) else pytest.approx(expected_rho))
+        assert kendall_tau_b(x, y) == (
+            None if math.isnan(expected_tau) else pytest.approx(expected_tau)
         )
 
 
 def test_correlations_are_undefined_for_a_constant_side() -> None:
-    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
-    assert math.isnan(kendall_tau_b([1, 2, 3], [0, 0, 0]))
+    assert spearman([1, 1, 1], [1, 2, 3]) is None
+    assert kendall_tau_b([1, 2, 3], [0, 0, 0]) is None
 
 
 def test_weighted_auc_gives_ties_half_credit() -> None:
@@ -120,7 +126,7 @@ def test_weighted_auc_gives_ties_half_credit() -> None:
     assert weighted_auc(np.array([1.0]), np.array([1.0])) == pytest.approx(0.5)
     weighted = weighted_auc(np.array([3.0, 1.0]), np.array([2.0]), np.array([1.0, 3.0]))
     assert weighted == pytest.approx(1 / 4)
-    assert math.isnan(weighted_auc(np.array([]), np.array([1.0])))
+    assert weighted_auc(np.array([]), np.array([1.0])) is None
 
 
 # Two annotators on one task: A ranks 1 > 2 > 3, B ranks 1 > {2, 3}.
@@ -155,3 +161,171 @@ def test_model_metrics_also_come_on_the_ceilings_items() -> None:
     assert metrics["judgements"] == 3
     assert metrics["ceiling_items"]["judgements"] == 2
     assert [r.judgement_id for r in multiply_judged([ANNOTATOR_A, ALONE, ANNOTATOR_B])] == [1, 2]
+
+
+# --- undefined metrics: None and a reason, never NaN (issue 11) -----------------------------
+
+EVERY_METRIC = ("pairwise_accuracy", "pairwise_accuracy_nontied", "roc_auc", "spearman",
+                "kendall_tau_b")  # fmt: skip
+
+
+def _no_nan_anywhere(value: object) -> bool:
+    """True when no float at any depth is NaN or inf (what Postgres' json refuses)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_no_nan_anywhere(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_no_nan_anywhere(v) for v in value)
+    return True
+
+
+def constant(*variants: int, value: float = 0.5) -> dict[int, dict]:
+    return {v: {"overall": value, "aspects": {"following": 2.0}} for v in variants}
+
+
+def test_rank_correlations_are_none_on_constant_single_and_all_tied_input() -> None:
+    for correlation in (spearman, kendall_tau_b):
+        assert correlation([3, 2, 1], [0.5, 0.5, 0.5]) is None  # constant model scores
+        assert correlation([1], [0.3]) is None  # one item
+        assert correlation([], []) is None  # nothing
+        assert correlation([2, 2, 2], [0.1, 0.2, 0.3]) is None  # all tied by the human
+
+
+def test_why_no_correlation_names_the_first_reason_that_applies() -> None:
+    assert why_no_correlation([1], [1]) == "one variant"
+    assert why_no_correlation([2, 2], [1, 1]) == "all variants tied by the annotator"
+    assert why_no_correlation([2, 1], [1, 1]) == "constant scores"
+    assert why_no_correlation([2, 1], [1, 0]) is None
+
+
+def test_weighted_auc_is_none_with_one_class_or_no_weight() -> None:
+    assert weighted_auc(np.array([1.0, 2.0]), np.array([])) is None
+    assert weighted_auc(np.array([]), np.array([])) is None
+    assert weighted_auc(np.array([1.0]), np.array([0.0]), np.array([0.0]), np.array([1.0])) is None
+
+
+def test_constant_scores_leave_correlations_undefined_with_the_count_of_rankings() -> None:
+    records = [
+        judgement([[1], [2], [3]], judgement_id=1, task_id=1),
+        judgement([[4], [5, 6]], judgement_id=2, task_id=2),
+    ]
+
+    metrics = reward_metrics(constant(1, 2, 3, 4, 5, 6), records)
+
+    assert metrics["spearman"] is None and metrics["kendall_tau_b"] is None
+    assert metrics["spearman_undefined"] == "constant scores on 2 of 2 rankings"
+    assert metrics["kendall_tau_b_undefined"] == "constant scores on 2 of 2 rankings"
+    # a constant model ties every pair: right on the one human tie of the 6 pairs
+    assert metrics["pairwise_accuracy"] == pytest.approx(1 / 6)
+    assert metrics["pairwise_accuracy_nontied"] == pytest.approx(0.5)
+    assert metrics["roc_auc"] == pytest.approx(0.5)
+    assert _no_nan_anywhere(metrics)
+
+
+def test_constant_scores_on_some_rankings_average_the_rest_and_count_the_skipped() -> None:
+    records = [
+        judgement([[1], [2], [3]], judgement_id=1, task_id=1),
+        judgement([[4], [5]], judgement_id=2, task_id=2),
+    ]
+    scores = {**constant(1, 2, 3), 4: {"overall": 1.0}, 5: {"overall": 0.0}}
+
+    metrics = reward_metrics(scores, records)
+
+    assert metrics["spearman"] == pytest.approx(1.0)  # the second ranking alone
+    assert metrics["kendall_tau_b"] == pytest.approx(1.0)
+    assert metrics["spearman_skipped"] == metrics["kendall_tau_b_skipped"] == 1
+    assert "spearman_undefined" not in metrics
+
+
+def test_single_variant_rankings_have_no_pairs_and_say_so() -> None:
+    records = [judgement([[1]], judgement_id=1, task_id=1), judgement([[2]], judgement_id=2)]
+
+    metrics = reward_metrics(constant(1, 2), records)
+
+    for name in EVERY_METRIC:
+        assert metrics[name] is None, name
+    assert metrics["pairwise_accuracy_undefined"] == "no pairs: every ranking has one variant"
+    assert metrics["roc_auc_undefined"] == "no pairs: every ranking has one variant"
+    assert metrics["spearman_undefined"] == "one variant on 2 of 2 rankings"
+    assert metrics["pairs"] == 0
+    assert _no_nan_anywhere(metrics)
+
+
+def test_all_tied_rankings_leave_only_the_tie_aware_accuracy() -> None:
+    records = [judgement([[1, 2, 3]], judgement_id=1), judgement([[4, 5]], judgement_id=2)]
+    scores = {v: {"overall": float(v)} for v in (1, 2, 3, 4, 5)}
+
+    metrics = reward_metrics(scores, records)
+
+    assert metrics["pairwise_accuracy"] == 0.0  # the model separates what the human tied
+    for name in ("pairwise_accuracy_nontied", "roc_auc"):
+        assert metrics[name] is None
+        assert metrics[f"{name}_undefined"] == "every pair is tied by the annotators"
+    assert metrics["spearman_undefined"] == "all variants tied by the annotator on 2 of 2 rankings"
+    assert _no_nan_anywhere(metrics)
+
+
+def test_no_judgements_give_every_metric_none_and_no_judgements_as_the_reason() -> None:
+    metrics = reward_metrics({}, [])
+
+    for name in EVERY_METRIC:
+        assert metrics[name] is None and metrics[f"{name}_undefined"] == "no judgements"
+    assert metrics["aspect_mae"] == {}
+    assert metrics["aspect_mae_undefined"] == "no judgements"
+    assert metrics["judgements"] == 0 and metrics["pairs"] == 0
+    assert metrics["ceiling_items"]["pairwise_accuracy"] is None
+    assert _no_nan_anywhere(metrics)
+
+
+def test_aspect_mae_without_aspect_scores_is_empty_with_a_reason() -> None:
+    metrics = reward_metrics(MODEL, [judgement([[1], [2]])])  # no aspect scores given
+
+    assert metrics["aspect_mae"] == {}
+    assert metrics["aspect_mae_undefined"] == "no judgement scores an aspect the model predicts"
+    assert metrics["pairwise_accuracy"] == pytest.approx(1.0)
+
+
+def test_calibration_without_pairs_keeps_epsilon_zero_and_no_accuracy() -> None:
+    assert calibrate_epsilon({}, []) == (0.0, None)
+    assert calibrate_epsilon(constant(1), [judgement([[1]])]) == (0.0, None)
+    epsilon, accuracy = calibrate_epsilon(constant(1, 2, 3), [judgement([[1, 2, 3]])])
+    assert epsilon == 0.0 and accuracy == pytest.approx(1.0)  # constant ties every tie
+
+
+def test_the_ceiling_with_one_annotator_per_item_is_undefined_and_says_why() -> None:
+    ceiling = human_ceiling([ALONE, judgement([[9], [10]], task_id=3, judgement_id=4)])
+
+    assert ceiling["tasks"] == 0 and ceiling["judgements"] == 0
+    for name in EVERY_METRIC:
+        assert ceiling[name] is None
+        assert "one annotator per item" in ceiling[f"{name}_undefined"]
+    assert _no_nan_anywhere(ceiling)
+    assert human_ceiling([])["pairwise_accuracy"] is None
+
+
+def test_the_ceiling_on_all_tied_judgements_keeps_the_defined_figures() -> None:
+    first = judgement([[1, 2]], judgement_id=1, annotator_id=1)
+    second = judgement([[1, 2]], judgement_id=2, annotator_id=2)
+
+    ceiling = human_ceiling([first, second])
+
+    assert ceiling["pairwise_accuracy"] == pytest.approx(1.0)  # both tied them
+    assert ceiling["roc_auc"] is None and ceiling["spearman"] is None
+    assert ceiling["spearman_undefined"].endswith("on 2 of 2 rankings")
+
+
+def test_json_safe_turns_every_nan_and_inf_into_none_at_any_depth() -> None:
+    value = {
+        "a": float("nan"),
+        "b": [1.0, float("inf"), {"c": -float("inf"), "d": np.float32("nan")}],
+        "e": (np.float64(0.25), np.int64(3)),
+        "f": "text",
+        "g": None,
+    }
+
+    assert json_safe(value) == {
+        "a": None, "b": [1.0, None, {"c": None, "d": None}], "e": [0.25, 3], "f": "text",
+        "g": None,
+    }  # fmt: skip
+    assert finite_or_none(float("nan")) is None and finite_or_none(2.0) == 2.0

@@ -38,3 +38,27 @@ def tiny_version(settings, tiny_model_dir):
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def blip_itm_dir(tmp_path_factory) -> Path:
+    """A tiny BlipForImageTextRetrieval in a downloaded blip-itm checkpoint's layout."""
+    from rewards.tiny import save_tiny_blip
+
+    return save_tiny_blip(tmp_path_factory.mktemp("blip-itm") / "blip-itm-tiny")
+
+
+@pytest.fixture(scope="session")
+def captioning_dir(tmp_path_factory) -> Path:
+    """The wrong kind: a tiny BlipForConditionalGeneration (a text decoder, no ITM text
+    encoder), saved with its tokenizer and image processing like a real download."""
+    from transformers import BlipForConditionalGeneration
+
+    from rewards.tiny import build_tiny_blip
+
+    parts = build_tiny_blip()
+    directory = tmp_path_factory.mktemp("blip-captioning") / "blip-captioning-tiny"
+    BlipForConditionalGeneration(parts.model.config).save_pretrained(directory)
+    parts.tokenizer.save_pretrained(directory)
+    parts.image_processor.save_pretrained(directory)
+    return directory

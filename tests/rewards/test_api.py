@@ -228,3 +228,79 @@ def test_outsiders_and_annotators_cannot_score(trained, annotator, outsider):
 
     assert post(outsider) == 404
     assert post(annotator) == 404  # not a member of the procedural project
+
+
+# --- named bases ---------------------------------------------------------------------------
+
+
+def test_managers_list_the_bases_without_paths_and_staff_see_the_paths(
+    project, manager, staff, blip_itm_dir
+):
+    scheduling.register_base("blip-tiny", str(blip_itm_dir), user=staff)
+
+    managed = client_for(manager).get("/api/v1/bases/")
+    staffed = client_for(staff).get("/api/v1/bases/")
+
+    assert managed.status_code == 200 and staffed.status_code == 200
+    tiny, blip = managed.json()
+    assert tiny["name"] == "tiny" and tiny["builtin"] and tiny["kind"] == "tiny"
+    assert blip == {
+        "name": "blip-tiny", "kind": "blip-itm", "parameters": 807_264, "image_size": 64,
+        "builtin": False, "checked_at": blip["checked_at"],
+    }  # fmt: skip
+    assert "path" not in tiny and "path" not in blip
+    assert staffed.json()[1]["path"] == str(blip_itm_dir)
+
+
+def test_annotators_and_outsiders_may_not_list_the_bases(project, annotator, outsider):
+    assert client_for(annotator).get("/api/v1/bases/").status_code == 403
+    assert client_for(outsider).get("/api/v1/bases/").status_code == 403
+
+
+def test_a_manager_starts_a_retrain_on_a_registered_base_by_name(project, manager, blip_itm_dir):
+    scheduling.register_base("blip-tiny", str(blip_itm_dir))
+
+    answer = client_for(manager).post(
+        f"/api/v1/projects/{project.pk}/reward-runs/", {"base": "blip-tiny"}, format="json"
+    )
+
+    assert answer.status_code == 202
+    assert answer.json()["base"] == "blip-tiny"
+    assert RewardTrainingRun.objects.get().base == "blip-tiny"
+
+
+@pytest.mark.parametrize("base", ["blip-itm", "nope"])
+def test_a_manager_naming_a_path_or_an_unknown_name_gets_400_naming_base(
+    project, manager, blip_itm_dir, base
+):
+    given = str(blip_itm_dir) if base == "blip-itm" else base
+
+    answer = client_for(manager).post(
+        f"/api/v1/projects/{project.pk}/reward-runs/", {"base": given}, format="json"
+    )
+
+    assert answer.status_code == 400
+    assert list(answer.json()) == ["base"]
+    assert not RewardTrainingRun.objects.exists()
+
+
+def test_staff_naming_a_checkpoint_of_the_wrong_kind_get_400_saying_what_is_missing(
+    project, staff, captioning_dir
+):
+    answer = client_for(staff).post(
+        f"/api/v1/projects/{project.pk}/reward-runs/", {"base": str(captioning_dir)}, format="json"
+    )
+
+    assert answer.status_code == 400
+    message = answer.json()["base"][0]
+    assert "BlipForConditionalGeneration" in message and "text_encoder" in message
+    assert not RewardTrainingRun.objects.exists()
+
+
+def test_staff_may_name_a_blip_itm_directory(project, staff, blip_itm_dir):
+    answer = client_for(staff).post(
+        f"/api/v1/projects/{project.pk}/reward-runs/", {"base": str(blip_itm_dir)}, format="json"
+    )
+
+    assert answer.status_code == 202
+    assert RewardTrainingRun.objects.get().base == str(blip_itm_dir)

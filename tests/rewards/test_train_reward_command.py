@@ -46,3 +46,17 @@ def test_it_refuses_unknown_options(project):
 def test_it_fails_loudly_when_there_is_too_little_data(project):
     with pytest.raises(CommandError, match="skipped"):
         call_command("train_reward", str(project.pk), stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_it_refuses_a_base_of_the_wrong_kind_before_creating_a_run(project, captioning_dir):
+    from rewards.models import RewardTrainingRun
+
+    with pytest.raises(CommandError, match="--base: .*BlipForConditionalGeneration"):
+        call_command("train_reward", str(project.pk), "--base", str(captioning_dir))
+
+    assert not RewardTrainingRun.objects.exists()
+
+
+def test_it_refuses_an_unregistered_name(project):
+    with pytest.raises(CommandError, match="no registered base named 'blip-large'"):
+        call_command("train_reward", str(project.pk), "--base", "blip-large")

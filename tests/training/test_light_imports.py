@@ -6,7 +6,10 @@ import sys
 from tests.conftest import ROOT
 
 LIGHT = ["training.config", "training.api", "training.scheduling", "training.admin",
-         "training.tasks", "training.feedback"]
+         "training.tasks", "training.feedback",
+         # the reward side's web modules: bases are checked there, torch-free (issue 11)
+         "rewards.models", "rewards.scheduling", "rewards.api", "rewards.admin",
+         "rewards.management.commands.add_base"]  # fmt: skip
 
 
 def test_the_web_side_of_fine_tuning_does_not_import_torch():

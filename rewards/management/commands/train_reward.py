@@ -1,4 +1,4 @@
-"""``python manage.py train_reward PROJECT [--base tiny|PATH] [--heads fine]``"""
+"""``python manage.py train_reward PROJECT [--base tiny|NAME|PATH] [--heads fine]``"""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("project", help="project id or exact name")
-        parser.add_argument("--base", help="'tiny' (random init) or a local BLIP directory")
+        parser.add_argument(
+            "--base",
+            help="'tiny' (random init), a registered base (manage.py add_base) or a local "
+            "checkpoint directory; checked before anything is created",
+        )
         parser.add_argument("--heads", choices=["coarse", "fine", "cbm"], default="fine")
         parser.add_argument(
             "--set",
@@ -41,6 +45,8 @@ class Command(BaseCommand):
                 options=_options(options["set"]),
                 enqueue=False,
             )
+        except scheduling.InvalidBase as error:
+            raise CommandError(f"--base: {error}") from None
         except (scheduling.RetrainAlreadyRunning, ValueError) as error:
             raise CommandError(str(error)) from None
         bar = tqdm(total=100, unit="%", desc=f"reward run {run.pk}", file=self.stderr._out)
