@@ -87,28 +87,48 @@ def demo_records(directory: Path, tasks: int, annotators: int) -> list[Judgement
     return manifest_records(manifest, people, per_task=annotators, seed=0, fractions=(0.8, 0.1))
 
 
-def base_size_model(image_size: int, **options: Any) -> BlipRewardModel:
-    """BLIP-base architecture (ViT-B/16 + BERT-base with cross-attention), random init."""
-    tokenizer = build_tiny_tokenizer()  # ids stay below the 30524-word embedding table
-    vision = {
-        "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-        "num_attention_heads": 12, "image_size": image_size, "patch_size": 16,
-        "initializer_range": 0.02,
-    }  # fmt: skip
+# BLIP's two published sizes, random init: ViT-B/16 or ViT-L/16, each with the BERT-base
+# text encoder cross-attending to its visual tokens (ImageReward fine-tunes the large one).
+BLIP_SIZES: dict[str, dict[str, int]] = {
+    "base": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+             "num_attention_heads": 12},
+    "large": {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
+              "num_attention_heads": 16},
+}  # fmt: skip
+
+
+def blip_size_config(size: str, image_size: int) -> BlipConfig:
+    """The BlipConfig of a BLIP-`size` architecture (sizes: BLIP_SIZES)."""
+    if size not in BLIP_SIZES:
+        raise ValueError(f"BLIP size {size!r} is not one of {', '.join(BLIP_SIZES)}")
+    vision = {**BLIP_SIZES[size], "image_size": image_size, "patch_size": 16,
+              "initializer_range": 0.02}  # fmt: skip
     text = {
         "vocab_size": 30524, "hidden_size": 768, "intermediate_size": 3072,
-        "num_hidden_layers": 12, "num_attention_heads": 12, "encoder_hidden_size": 768,
+        "num_hidden_layers": 12, "num_attention_heads": 12,
+        "encoder_hidden_size": BLIP_SIZES[size]["hidden_size"],
     }  # fmt: skip
-    blip_config = BlipConfig(vision_config=vision, text_config=text)
+    return BlipConfig(vision_config=vision, text_config=text)
+
+
+def blip_size_model(size: str, image_size: int, **options: Any) -> BlipRewardModel:
+    """A BLIP-base or BLIP-large architecture, random init (the compute of a real checkpoint)."""
+    tokenizer = build_tiny_tokenizer()  # ids stay below the 30524-word embedding table
+    blip_config = blip_size_config(size, image_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # every call the same weights, so versions share cache entries
         blip = BlipForImageTextRetrieval(blip_config)
     config = RewardModelConfig(
-        base="random:blip-base", blip_config=blip_config.to_dict(), **options
+        base=f"random:blip-{size}", blip_config=blip_config.to_dict(), **options
     )
     return BlipRewardModel(
         config, blip.vision_model, blip.text_encoder, tokenizer, build_image_processor(image_size)
     )
+
+
+def base_size_model(image_size: int, **options: Any) -> BlipRewardModel:
+    """BLIP-base architecture (ViT-B/16 + BERT-base with cross-attention), random init."""
+    return blip_size_model("base", image_size, **options)
 
 
 def autocast(device: str, dtype: str) -> contextlib.AbstractContextManager:
@@ -133,14 +153,17 @@ def time_training(
     batch_size: int,
     args: argparse.Namespace,
     label: str,
+    warmup: int = 1,
 ) -> dict[str, Any]:
-    """pairs/s over `steps` steps after one warm-up step (the cache is filled beforehand)."""
+    """pairs/s over `steps` steps after `warmup` untimed steps (the cache is filled
+    beforehand)."""
     config = TrainConfig(batch_size=batch_size, device=args.device, amp=args.dtype == "bf16")
     if cache is not None:
         cache.ensure(model, [ref for r in records for ref in (r.source, *r.variants.values())])
     with autocast(args.device, args.dtype):
         stream: Iterator[dict[str, float]] = training_steps(model, records, config, cache)
-        next(stream)
+        for _ in range(warmup):
+            next(stream)
         synchronize(args.device)
         started, pairs = time.perf_counter(), 0.0
         for _ in tqdm(range(steps), desc=f"train {label}", leave=False):

@@ -57,6 +57,33 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+# What REWARD_DEVICE may say. Checked as a string here: the web process must not import torch
+# (whether CUDA is really there is known only on the worker, rewards/device.py).
+REWARD_DEVICE_HELP = "auto, cpu, cuda or cuda:N (N a GPU index)"
+
+
+def env_device(name: str, default: str) -> str:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    kind, _, index = value.partition(":")
+    if value in {"auto", "cpu", "cuda"} or (kind == "cuda" and index.isdigit()):
+        return value
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a device: use {REWARD_DEVICE_HELP}")
+
+
+def env_positive_int_or_auto(name: str) -> int | None:
+    """None when unset (or `auto`): the worker sizes it for its device."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip().lower() in {"", "auto"}:
+        return None
+    value = env_int(name, 0)
+    if value < 1:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be a whole number >= 1, or auto")
+    return value
+
+
 def database_from_url(url: str) -> dict:
     parsed = urlparse(url)
     if parsed.scheme not in {"postgres", "postgresql"}:
@@ -274,6 +301,11 @@ REWARD_BASE = env_str("REWARD_BASE", "tiny")
 # Below these a retrain ends `skipped` and says how many judgements it needs.
 REWARD_MIN_TRAIN_JUDGEMENTS = env_int("REWARD_MIN_TRAIN_JUDGEMENTS", 20)
 REWARD_MIN_VAL_JUDGEMENTS = env_int("REWARD_MIN_VAL_JUDGEMENTS", 3)
+# Where the gpu-queue worker trains and scores: auto (CUDA when the worker has it, else the
+# CPU), cpu, cuda, cuda:N. bf16 autocast on CUDA.
+REWARD_DEVICE = env_device("REWARD_DEVICE", "auto")
+# Edits per scoring forward pass; unset: 256 on CUDA, 16 on the CPU (rewards/device.py).
+REWARD_SCORING_BATCH = env_positive_int_or_auto("REWARD_SCORING_BATCH")
 # Editor fine-tuning: `tiny` (random init, tests and the demo) or a local diffusers
 # InstructPix2Pix pipeline directory; a run with fewer training examples is skipped.
 FINETUNE_BASE = env_str("FINETUNE_BASE", "tiny")

@@ -9,6 +9,9 @@ its output is stored under exactly that key:
 The weights part of the key is a hash of the frozen tensors themselves (not of a path), so
 two versions trained from the same base share entries and a different base never does.
 Files are written atomically (temp file + rename): several workers may share one cache.
+Entries are computed in full precision (autocast off, even inside a caller's bf16 autocast)
+and stored on the CPU in the cache's one dtype, so a cache written by a GPU worker is read
+by a CPU one (and the other way round) under the same key.
 
 A `frozen_prefix` model also caches its text prefix, the output of the frozen text layers,
 per (instruction, source, edit), under a key of everything frozen (vision and text weights,
@@ -19,6 +22,7 @@ vocabulary, text length):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -95,6 +99,12 @@ def _batches(
             on_progress(min(start + size, len(items)), len(items))
 
 
+def _full_precision(model: BlipRewardModel) -> contextlib.AbstractContextManager:
+    # A bf16 autocast around a caller (benchmarks, scoring on CUDA) must not leak bf16
+    # rounding into entries that fp32 readers on other devices share.
+    return torch.autocast(model.device.type, enabled=False)
+
+
 def _not_cached(images: CachedFeatureSource, refs: list[ImageRef]) -> list[ImageRef]:
     # Images already on disk were counted as hits by the caller's own `ensure`.
     return [ref for ref in refs if not images.path(ref.sha256).is_file()]
@@ -169,7 +179,9 @@ class FeatureCache:
         self.misses += len(missing)
         for chunk in _batches(missing, batch_size, on_progress):
             pixels = model.preprocess([load_image(ref) for ref in chunk])
-            features = model.encode_frozen(pixels).to("cpu", self.dtype)
+            with _full_precision(model):
+                features = model.encode_frozen(pixels)
+            features = features.to("cpu", self.dtype)
             for ref, tensor in zip(chunk, features, strict=True):
                 self._write(source.path(ref.sha256), tensor)
         return len(missing)
@@ -213,13 +225,15 @@ class FeatureCache:
         self.ensure(model, _not_cached(images, [r for _, s, e in missing for r in (s, e)]))
         for chunk in _batches(missing, batch_size, on_progress):
             input_ids, mask = model.tokenize([instruction for instruction, _, _ in chunk])
-            prefix = model.text_prefix(
-                input_ids,
-                mask,
-                torch.stack([images(edited) for _, _, edited in chunk]),
-                torch.stack([images(source) for _, source, _ in chunk]),
-                from_features=True,
-            ).to("cpu", self.dtype)
+            with _full_precision(model):
+                prefix = model.text_prefix(
+                    input_ids,
+                    mask,
+                    torch.stack([images(edited) for _, _, edited in chunk]),
+                    torch.stack([images(source) for _, source, _ in chunk]),
+                    from_features=True,
+                )
+            prefix = prefix.to("cpu", self.dtype)
             for item, tensor, length in zip(chunk, prefix, mask.sum(1).tolist(), strict=True):
                 self._write(prefixes.path(prefix_key(*item)), tensor[:length])
         return len(missing)

@@ -30,7 +30,14 @@ def requeue_stalled_runs() -> list[int]:
 
 @shared_task(name="rewards.score_variants")
 def score_variants(version_id: int) -> int:
-    from rewards.variant_scores import score_project_variants
+    """Score the project's variants this version has not scored yet (a rerun scores none
+    twice); returns how many were scored now."""
+    from rewards.variant_scores import score_project_variants  # torch: worker only
 
     version = RewardModelVersion.objects.select_related("project").get(pk=version_id)
     return score_project_variants(version)
+
+
+def enqueue_scoring(version_id: int) -> None:
+    """Queue `score_variants` (call it from transaction.on_commit)."""
+    score_variants.delay(version_id)

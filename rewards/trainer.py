@@ -37,6 +37,7 @@ from rewards.dataset import (
     PixelSource,
     expand_pairs,
 )
+from rewards.device import resolve_device
 from rewards.feature_cache import FeatureCache
 from rewards.losses import reward_loss
 from rewards.reward_model import BlipRewardModel
@@ -108,12 +109,6 @@ class _State:
 
 
 # --- setup ----------------------------------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -411,7 +406,7 @@ def _improved(run: _Run, state: _State, evaluation: dict[str, Any]) -> bool:
     loss, accuracy = evaluation["val_loss"], evaluation["val_pairwise_accuracy"]
     if state.best_loss is None:
         return True
-    if run.config.select_metric == "loss" or math.isnan(accuracy):
+    if run.config.select_metric == "loss" or accuracy is None or math.isnan(accuracy):
         return loss < state.best_loss
     best = state.best_metric if state.best_metric is not None else -math.inf
     # Small val sets give coarse accuracies: on a tie, the lower val loss wins.
@@ -557,7 +552,7 @@ def _history_row(run: _Run, state: _State, window: list[dict[str, float]]) -> di
 
 def _message(run: _Run, state: _State, row: dict[str, Any]) -> str:
     text = f"step {state.step}/{run.total_steps}, loss {row['train_loss']:.4f}"
-    if "val_pairwise_accuracy" in row:
+    if row.get("val_pairwise_accuracy") is not None:  # None: undefined on this val set
         text += f", val pairwise accuracy {row['val_pairwise_accuracy']:.3f}"
     return text
 

@@ -1,5 +1,10 @@
 """Score a project's variants with a reward-model version, store the scores, and (active
-learning) move the tasks whose variants the model cannot tell apart up the queue."""
+learning) move the tasks whose variants the model cannot tell apart up the queue.
+
+Incremental: a run scores only the variants that version has not scored yet, so every
+variant without a human judgement (imported, or made by a generation round) gets a score,
+and running it again (a retried task, a second round) scores nothing twice.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +12,44 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
 
 from annotation.models import EditTask, Variant
+from rewards.device import Device, resolve_device, scoring_batch_size
 from rewards.models import RewardModelVersion, VariantScore
 from rewards.records import image_ref
 from rewards.registry import loaded_model
 from rewards.runs import feature_cache
 from rewards.scoring import ScoreItem, score_items
 
-BATCH = 256
+# Variants read from Postgres (and scores written back) per round trip; each chunk is scored
+# in device-sized batches. Large enough that a GPU batch of 256 is never split.
+DB_CHUNK = 1024
+
+
+def unscored_variants(version: RewardModelVersion) -> QuerySet[Variant]:
+    """The project's variants this version has no score of yet."""
+    scored = VariantScore.objects.filter(version=version, variant=OuterRef("pk"))
+    return Variant.objects.filter(task__project=version.project_id).filter(~Exists(scored))
 
 
 def score_project_variants(
-    version: RewardModelVersion, on_progress: Callable[[int, int], None] | None = None
+    version: RewardModelVersion,
+    on_progress: Callable[[int, int], None] | None = None,
+    device: Device | None = None,
+    batch_size: int | None = None,
 ) -> int:
-    """Scores every variant of the version's project (in batches); returns how many."""
+    """Scores every variant of the version's project it has not scored yet, on the worker's
+    device (REWARD_DEVICE unless `device` is given); returns how many it scored now."""
+    where = resolve_device(device or settings.REWARD_DEVICE)
+    size = scoring_batch_size(where, batch_size or settings.REWARD_SCORING_BATCH)
     model = loaded_model(version)
-    variants = Variant.objects.filter(task__project=version.project_id).select_related(
-        "image", "task__source"
-    )
+    variants = unscored_variants(version).select_related("image", "task__source")
     total, done = variants.count(), 0
-    for batch in _batches(variants.order_by("id").iterator(chunk_size=BATCH), BATCH):
+    chunk = max(DB_CHUNK, size)
+    for batch in _batches(variants.order_by("id").iterator(chunk_size=chunk), chunk):
         items = [
             ScoreItem(
                 key=v.pk,
@@ -38,7 +59,7 @@ def score_project_variants(
             )
             for v in batch
         ]
-        _store(version, score_items(model, items, cache=feature_cache()))
+        _store(version, score_items(model, items, size, feature_cache(), device=where))
         done += len(batch)
         if on_progress:
             on_progress(done, total)

@@ -19,6 +19,8 @@ from PIL import Image as PILImage
 from annotation.importers import store_pil_image
 from annotation.models import EditTask, Variant
 from editloop.jobs import JobCancelled
+from rewards.models import RewardModelVersion
+from rewards.tasks import enqueue_scoring
 from training.feedback import source_photo
 from training.models import GeneratedTask, GenerationRun
 
@@ -76,7 +78,10 @@ def execute(run: GenerationRun) -> None:
     try:
         generate_round(run)
     except JobCancelled:
-        run.finish(GenerationRun.Status.CANCELLED, f"cancelled after {run.tasks_created} tasks")
+        scoring = score_new_variants(run)
+        run.finish(
+            GenerationRun.Status.CANCELLED, f"cancelled after {run.tasks_created} tasks{scoring}"
+        )
     except Exception as error:
         log.exception("generation run %s failed", run.pk)
         run.finish(GenerationRun.Status.FAILED, f"{type(error).__name__}: {error}")
@@ -85,8 +90,24 @@ def execute(run: GenerationRun) -> None:
         run.finish(
             GenerationRun.Status.SUCCEEDED,
             f"round {run.round}: {run.tasks_created} new tasks, {run.variants_created} "
-            "variants, now in the annotation queue",
+            f"variants, now in the annotation queue{score_new_variants(run)}",
         )
+
+
+def score_new_variants(run: GenerationRun) -> str:
+    """Issue 11 §5: the project's active reward model scores the round's new variants (the
+    scoring task scores whatever that version has not scored yet). Queued once the round's
+    rows are committed; returns the clause the run's message ends with."""
+    if not run.variants_created:
+        return ""
+    version = RewardModelVersion.active_for(run.project_id)
+    if version is None:
+        return (
+            "; no active reward model to score them (the first version that becomes active "
+            "scores every variant)"
+        )
+    transaction.on_commit(lambda: enqueue_scoring(version.pk))
+    return f"; reward model v{version.number} is scoring them"
 
 
 def generate_round(run: GenerationRun) -> None:

@@ -69,3 +69,57 @@ def test_coarse_models_score_without_aspects(records: list) -> None:
     coarse = BlipRewardModel.from_base("tiny", heads="coarse")
     item = ScoreItem("a", "x", records[0].source, records[0].variants[0])
     assert score_items(coarse, [item])["a"]["aspects"] == {}
+
+
+# --- every variant of a project, incrementally (rewards/variant_scores.py) -----------------
+
+
+def test_every_variant_without_a_judgement_gets_a_score(procedural_project, tiny_version) -> None:
+    from annotation.models import Judgement, Variant
+    from evaluation.simulated import fill_with_simulated_judgements
+    from rewards.models import VariantScore
+    from rewards.variant_scores import score_project_variants
+
+    project = procedural_project(tasks=4, overlap=1)
+    fill_with_simulated_judgements(project, 2, annotators=1, seed=1)
+    version = tiny_version(project)
+    judged_tasks = Judgement.objects.filter(assignment__task__project=project).values(
+        "assignment__task"
+    )
+    unjudged = Variant.objects.filter(task__project=project).exclude(task__in=judged_tasks)
+    assert unjudged.exists()
+
+    scored = score_project_variants(version, device="cpu")
+
+    assert scored == Variant.objects.filter(task__project=project).count()
+    have_scores = set(
+        VariantScore.objects.filter(version=version).values_list("variant_id", flat=True)
+    )
+    assert set(unjudged.values_list("id", flat=True)) <= have_scores
+
+
+def test_a_rerun_scores_only_what_the_version_has_not_scored(
+    procedural_project, tiny_version
+) -> None:
+    from rewards.models import VariantScore
+    from rewards.variant_scores import score_project_variants, unscored_variants
+
+    project = procedural_project(tasks=2, overlap=1)
+    version = tiny_version(project)
+    other = tiny_version(project, number=2, status="candidate")
+    first = score_project_variants(version)
+    kept = dict(VariantScore.objects.filter(version=version).values_list("pk", "created_at"))
+    dropped = VariantScore.objects.filter(version=version).order_by("id").first()
+    dropped.delete()
+
+    again = score_project_variants(version)
+    once_more = score_project_variants(version)
+
+    assert first == 8 and again == 1 and once_more == 0
+    assert not unscored_variants(version).exists()
+    untouched = VariantScore.objects.filter(version=version).exclude(variant=dropped.variant)
+    assert {pk: kept[pk] for pk in untouched.values_list("pk", flat=True)} == dict(
+        untouched.values_list("pk", "created_at")
+    )
+    # Another version's scores are its own: it still has every variant to score.
+    assert unscored_variants(other).count() == 8

@@ -3,8 +3,10 @@
 import pytest
 
 from annotation.models import EditTask, Membership, Variant
+from rewards.models import VariantScore
+from rewards.tasks import score_variants
 from tests.conftest import client_for
-from training import scheduling
+from training import generation_runs, scheduling
 from training.generation_runs import execute
 from training.models import GeneratedTask, GenerationRun
 
@@ -91,3 +93,63 @@ def test_a_cancelled_run_stops_between_tasks(photo_project):
     run.refresh_from_db()
     assert run.status == "cancelled"
     assert run.generated.count() == 0
+
+
+@pytest.fixture
+def queued_scoring(monkeypatch) -> list[int]:
+    """Scoring tasks the round queues, recorded instead of sent: the test runs them itself."""
+    queued: list[int] = []
+    monkeypatch.setattr(generation_runs, "enqueue_scoring", queued.append)
+    return queued
+
+
+def test_the_active_reward_model_scores_the_rounds_new_variants(
+    photo_project, tiny_version, queued_scoring, django_capture_on_commit_callbacks
+):
+    version = tiny_version(photo_project)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run = _generate(photo_project, variants_per_task=2)
+    assert queued_scoring == [version.pk]
+    assert run.message.endswith("reward model v1 is scoring them")
+    scored = score_variants(version.pk)  # the queued task, run in this process
+
+    new = set(Variant.objects.filter(task__project=photo_project, task__round=2).values_list(
+        "id", flat=True))  # fmt: skip
+    have = set(VariantScore.objects.filter(version=version).values_list("variant_id", flat=True))
+    assert len(new) == run.variants_created == 8 and new <= have
+    # Round 1 had not been scored either: the task covers every unscored variant.
+    assert scored == Variant.objects.filter(task__project=photo_project).count() == len(have)
+    assert score_variants(version.pk) == 0  # a rerun scores nothing twice
+
+
+def test_a_second_round_scores_only_its_own_variants(
+    photo_project, tiny_version, queued_scoring, django_capture_on_commit_callbacks
+):
+    version = tiny_version(photo_project)
+    with django_capture_on_commit_callbacks(execute=True):
+        _generate(photo_project, variants_per_task=2)
+    score_variants(version.pk)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        second = _generate(photo_project, variants_per_task=2)
+
+    assert queued_scoring == [version.pk, version.pk]
+    assert score_variants(version.pk) == second.variants_created > 0
+    assert not Variant.objects.filter(task__project=photo_project).exclude(
+        reward_scores__version=version
+    ).exists()
+
+
+def test_without_an_active_reward_model_the_round_says_nothing_scores_it(
+    photo_project, tiny_version, queued_scoring, django_capture_on_commit_callbacks
+):
+    tiny_version(photo_project, status="candidate")  # a version, but not an active one
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run = _generate(photo_project, variants_per_task=2)
+
+    assert run.status == "succeeded"
+    assert queued_scoring == []
+    assert "no active reward model to score them" in run.message
+    assert not VariantScore.objects.exists()
