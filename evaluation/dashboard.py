@@ -159,19 +159,49 @@ def _bucket(seconds: float) -> str:
 
 
 def reward_models_section(project: Project) -> Section:
+    """Each version's test accuracy, and the model beside the annotators on the same items:
+    the ceiling exists only for tasks judged twice or more, so the model's figure on those
+    tasks is the one to hold against it (its figure on every test task is shown apart)."""
     versions = list(project.reward_models.all())
     table = [
         {
             "version": f"v{v.number}" + (" (tiny random-init)" if v.is_random_init else ""),
             "status": v.status,
-            "test accuracy": _fmt(v.headline("test")),
+            "test accuracy (all test judgements)": _fmt(v.headline("test")),
+            "model on the ceiling's items": _fmt(_on_ceiling_items(v)),
             "human ceiling": _fmt(v.ceiling("test")),
+            "ceiling tasks": _ceiling_tasks(v),
+            "promotion (val)": _promotion(v),
             "created": v.created_at.strftime("%Y-%m-%d %H:%M"),
         }
         for v in versions
     ]
     plot = versions_chart(versions, "Reward model versions against the human ceiling")
-    return Section("Reward model", [svg(plot)], table or None)
+    note = (
+        "Model and annotators are compared on the same test items (tasks with two or more "
+        "judgements); versions are promoted on val, test is reported only."
+    )
+    return Section("Reward model", [svg(plot)], table or None, note if table else "")
+
+
+def _on_ceiling_items(version) -> float | None:  # noqa: ANN001  (a RewardModelVersion)
+    same_items = version.metrics.get("test", {}).get("ceiling_items") or {}
+    return same_items.get("pairwise_accuracy")
+
+
+def _ceiling_tasks(version) -> str:  # noqa: ANN001
+    ceiling = version.metrics.get("test", {}).get("human_ceiling") or {}
+    return "—" if ceiling.get("tasks") is None else str(ceiling["tasks"])
+
+
+def _promotion(version) -> str:  # noqa: ANN001
+    """The val comparison that decided it: "0.612 vs v1 0.580", or why there was none."""
+    versus = version.metrics.get("versus_active")
+    if not versus:
+        return "first version" if version.parent_id is None else "—"
+    split = versus.get("split", "test")  # versions from before issue 11 compared on test
+    mine, theirs = _fmt(versus.get("candidate")), _fmt(versus.get("active"))
+    return f"{split}: {mine} vs v{versus['against_version']} {theirs}"
 
 
 def finetune_section(project: Project) -> Section:

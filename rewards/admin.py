@@ -195,12 +195,14 @@ def _metrics_html(metrics: dict) -> str:
     if versus:
         rows.append(
             format_html(
-                "<tr><td colspan=4>against v{} on the same {} test judgements: "
-                "this {} vs active {}</td></tr>",
+                "<tr><td colspan=4>against v{} on the same {} {} judgements: "
+                "this {} vs active {} ({})</td></tr>",
                 versus["against_version"],
                 versus["items"],
+                versus.get("split", "test"),  # versions before issue 11 were compared on test
                 _fmt(versus["candidate"]),
                 _fmt(versus["active"]),
+                versus.get("reason", ""),
             )
         )
     header = "<tr><th>split</th><th>metric</th><th>model</th><th>human ceiling</th></tr>"

@@ -7,7 +7,8 @@ and their validation live here; rewards/reward_model.py and rewards/trainer.py u
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 DEFAULT_ASPECTS = ("following", "preserving", "quality")
@@ -30,6 +31,9 @@ MODEL_OPTIONS = (
     "fusion", "change_features", "freeze_fraction", "text_freeze_fraction", "frozen_prefix",
     "head_hidden", "head_dropout",
 )  # fmt: skip
+# What a retrain request may set about the run itself: where its weights start (WarmStart).
+RUN_OPTIONS = ("warm_start", "warm_epochs")
+WARM_FRACTION_DIVISOR = 3  # a warm-started run trains a third of the epochs by default
 
 
 @dataclass
@@ -162,9 +166,46 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """Where a retrain's weights start (rewards/runs.py): from the active version's, when
+    `warm_start` is on and its architecture matches, for fewer epochs (`warm_epochs`, by
+    default a third of `epochs`, rounded up); otherwise from the base."""
+
+    warm_start: bool = False
+    warm_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        # JSON booleans only: "false" is a non-empty string, and would mean on.
+        if not isinstance(self.warm_start, bool):
+            raise ValueError(f"warm_start must be true or false, not {self.warm_start!r}")
+        epochs = self.warm_epochs
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)):
+            raise ValueError(f"warm_epochs must be a whole number or null, not {epochs!r}")
+        if epochs is not None and epochs < 1:
+            raise ValueError(f"warm_epochs must be >= 1, not {epochs}")
+
+    def training(self, config: TrainConfig) -> TrainConfig:
+        """The shorter schedule of a warm-started run: the model already ranks the old
+        judgements, so it needs only to take in the new ones. `warm_epochs` replaces both
+        epochs and max_steps; without it, each is cut to a third (rounded up, at least 1)."""
+        if self.warm_epochs is not None:
+            return replace(config, epochs=self.warm_epochs, max_steps=None)
+        steps = config.max_steps
+        return replace(
+            config,
+            epochs=_a_third(config.epochs),
+            max_steps=None if steps is None else _a_third(steps),
+        )
+
+
+def _a_third(count: int) -> int:
+    return max(1, math.ceil(count / WARM_FRACTION_DIVISOR))
+
+
 def option_names() -> set[str]:
     """Every key a retrain request's `options` may hold."""
-    return set(MODEL_OPTIONS) | {f.name for f in fields(TrainConfig)}
+    return set(MODEL_OPTIONS) | set(RUN_OPTIONS) | {f.name for f in fields(TrainConfig)}
 
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -175,10 +216,16 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
         known = ", ".join(sorted(option_names()))
         raise ValueError(f"unknown option(s) {', '.join(unknown)}; known: {known}")
     model = {k: v for k, v in options.items() if k in MODEL_OPTIONS}
-    training = {k: v for k, v in options.items() if k not in MODEL_OPTIONS}
+    training = {k: v for k, v in options.items() if k not in (*MODEL_OPTIONS, *RUN_OPTIONS)}
     try:
         RewardModelConfig(**model)
         TrainConfig(**training).validate()
+        warm_start_options(options)
     except TypeError as error:  # a value of the wrong type, e.g. "0.7" for a number
         raise ValueError(f"an option has the wrong type: {error}") from None
     return model, training
+
+
+def warm_start_options(options: dict[str, Any]) -> WarmStart:
+    """The run's own options (`RUN_OPTIONS`) of a retrain request, checked."""
+    return WarmStart(**{k: v for k, v in options.items() if k in RUN_OPTIONS})

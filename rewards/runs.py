@@ -7,23 +7,24 @@ Runs are created by rewards/scheduling.py (admin, API, beat, command); the Celer
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
 from editloop.jobs import JobCancelled
-from evaluation.metrics import calibrate_epsilon, human_ceiling, reward_metrics
-from rewards.config import split_options
+from evaluation.metrics import calibrate_epsilon, human_ceiling, json_safe, reward_metrics
+from rewards.config import split_options, warm_start_options
 from rewards.dataset import ImageUnreadable, JudgementRecord
-from rewards.models import RewardModelVersion, RewardTrainingRun
+from rewards.models import BaseCheckpoint, RewardModelVersion, RewardTrainingRun
 from rewards.records import judgement_records
 from rewards.registry import loaded_model
-from rewards.reward_model import BlipRewardModel, RewardModelConfig
+from rewards.reward_model import CONFIG_FILE, FORMAT_VERSION, BlipRewardModel, RewardModelConfig
 from rewards.scoring import score_judgement_variants
 from rewards.selection import dataset_hash, training_judgements
 from rewards.trainer import TrainConfig, TrainingCancelled, TrainResult, train
@@ -93,10 +94,19 @@ def _train_and_register(run: RewardTrainingRun) -> RewardModelVersion:
 
     model_options, training_options = split_options(run.options)
     aspects = list(project.aspect_keys)
+    # The run keeps the name it was asked for; the weights come from where that name points.
+    base_path = BaseCheckpoint.path_for(run.base)
     model = BlipRewardModel.build(
-        RewardModelConfig(base=run.base, heads=run.heads, aspects=aspects, **model_options)
+        RewardModelConfig(base=base_path, heads=run.heads, aspects=aspects, **model_options)
     )
-    config = TrainConfig(**training_options)
+    # The worker's device (REWARD_DEVICE) unless the run's own options name one.
+    config = TrainConfig(**{"device": settings.REWARD_DEVICE, **training_options})
+    wanted = warm_start_options(run.options)
+    start = start_weights(run, model, wanted.warm_start)
+    if start.parent is not None:
+        config = wanted.training(config)
+    if start.requested:
+        _report(run, 0.02, start.message)
     result = train(
         model,
         by_split["train"],
@@ -109,9 +119,97 @@ def _train_and_register(run: RewardTrainingRun) -> RewardModelVersion:
     )
     _report(run, 0.92, "evaluating on val and test", **curves(result.history))
     metrics = evaluate(model, by_split)
-    version = register_version(run, model, result, judgement_ids, metrics)
-    decide_promotion(version, model, by_split["test"])
+    version = register_version(run, model, result, judgement_ids, metrics, base_path, start)
+    decide_promotion(version, model, by_split["val"], by_split["test"])
     return version
+
+
+# --- warm start -------------------------------------------------------------------------------
+
+# RewardModelConfig fields that do not change what the saved weights mean: the seed only
+# draws the initial values a warm start replaces, and dropout acts in training only.
+NOT_ARCHITECTURE = ("seed", "head_dropout")
+
+
+@dataclass(frozen=True)
+class StartWeights:
+    """Where a run's weights came from: its parent version's (warm) or the base (cold)."""
+
+    requested: bool
+    parent: RewardModelVersion | None = None
+    reason: str | None = None  # why a requested warm start fell back to a cold one
+
+    @property
+    def message(self) -> str:
+        if self.parent is not None:
+            return f"warm start from v{self.parent.number}'s weights"
+        return f"cold start: {self.reason}"
+
+    def as_config_entries(self) -> dict:
+        """What the version's config records: the parent's number (or null) and why."""
+        number = self.parent.number if self.parent is not None else None
+        return {
+            "warm_started_from": number,
+            "warm_start": {"requested": self.requested, "reason": self.reason},
+        }
+
+
+def start_weights(run: RewardTrainingRun, model: BlipRewardModel, requested: bool) -> StartWeights:
+    """With `warm_start`, load the active version's weights into the freshly built `model`
+    when its architecture matches; otherwise the model keeps its base weights and the
+    outcome says why."""
+    if not requested:
+        return StartWeights(requested=False)
+    active = RewardModelVersion.active_for(run.project_id)
+    if active is None:
+        return StartWeights(True, reason="the project has no active version to start from")
+    parent = loaded_model(active)
+    mismatch = architecture_mismatch(active, run.base, model, parent)
+    if mismatch:
+        return StartWeights(True, reason=f"v{active.number} does not match this run: {mismatch}")
+    # The whole state, frozen layers included: they equal the base's (never trained), so
+    # the feature cache the parent filled still answers for this model.
+    model.load_state_dict(parent.state_dict())
+    return StartWeights(True, parent=active)
+
+
+def architecture_mismatch(
+    active: RewardModelVersion, base: str, model: BlipRewardModel, parent: BlipRewardModel
+) -> str | None:
+    """What keeps `parent`'s weights from starting `model` (None: nothing): another base
+    name, model format, configuration (NOT_ARCHITECTURE aside) or tensor shapes."""
+    if active.base != base:
+        return f"it was trained on base {active.base!r}, this run uses {base!r}"
+    saved = json.loads((active.path / CONFIG_FILE).read_text())
+    saved_format = saved.get("format_version", 1)
+    if saved_format != FORMAT_VERSION:
+        return f"it is saved in model format {saved_format}, this code builds {FORMAT_VERSION}"
+    differences = _config_differences(asdict(parent.config), asdict(model.config))
+    if differences:
+        return "; ".join(differences)
+    theirs, mine = parent.state_dict(), model.state_dict()
+    odd = sorted(
+        key
+        for key in set(theirs) | set(mine)
+        if key not in theirs or key not in mine or theirs[key].shape != mine[key].shape
+    )
+    if odd:
+        return f"weights differ in shape or name: {', '.join(odd[:5])}"
+    return None
+
+
+def _config_differences(theirs: dict, mine: dict) -> list[str]:
+    # Through JSON, as the saved copy went: tuples and lists compare equal.
+    theirs, mine = json.loads(json.dumps(theirs)), json.loads(json.dumps(mine))
+    differences = []
+    for key in sorted(set(theirs) | set(mine)):
+        if key in NOT_ARCHITECTURE or theirs.get(key) == mine.get(key):
+            continue
+        if key == "blip_config":
+            differences.append("blip_config: another BLIP architecture")
+        else:
+            differences.append(f"{key}: {theirs.get(key)!r} there, {mine.get(key)!r} here")
+    return differences
 
 
 def split_records(records: list[JudgementRecord]) -> dict[str, list[JudgementRecord]]:
@@ -140,7 +238,7 @@ def feature_cache():  # noqa: ANN201
 
 
 def _report(run: RewardTrainingRun, fraction: float, message: str, **fields: object) -> None:
-    run.report(fraction, message, **fields)
+    run.report(fraction, message, **json_safe(fields))  # a NaN loss must not fail the run
     if getattr(run, "echo", None):
         run.echo(fraction, message)
 
@@ -195,7 +293,11 @@ def register_version(
     result: TrainResult,
     judgement_ids: list[int],
     metrics: dict,
+    base_path: str | None = None,
+    start: StartWeights | None = None,
 ) -> RewardModelVersion:
+    """Save the model and its row. Metrics go through `json_safe`: an undefined figure is
+    stored as null (its reason beside it), never as a NaN Postgres refuses."""
     with transaction.atomic():
         number = (
             RewardModelVersion.objects.select_for_update()
@@ -212,51 +314,87 @@ def register_version(
             heads=run.heads,
             is_random_init=model.is_random_init,
             directory=directory,
-            config={
-                "model": model.config_dict(),
-                "training": result.config,
-                "result": _result_summary(result),
-            },
+            config=json_safe(
+                {
+                    "base": {"name": run.base, "path": base_path or run.base},
+                    "model": model.config_dict(),
+                    "training": result.config,
+                    "result": _result_summary(result),
+                    **(start or StartWeights(requested=False)).as_config_entries(),
+                }
+            ),
             last_judgement_id=max(judgement_ids),
             judgement_ids=judgement_ids,
             dataset_hash=dataset_hash(judgement_ids),
-            metrics=metrics,
+            metrics=json_safe(metrics),
             parent=RewardModelVersion.active_for(run.project_id),
         )
 
 
 def decide_promotion(
-    version: RewardModelVersion, model: BlipRewardModel, heldout: list[JudgementRecord]
+    version: RewardModelVersion,
+    model: BlipRewardModel,
+    val: list[JudgementRecord],
+    test: list[JudgementRecord] | None = None,
 ) -> bool:
-    """Active only if it beats the active version on the same held-out (test) judgements;
-    the first version of a project becomes active."""
+    """Active only if it beats the active version on the same val judgements, each model
+    with its own ε. Test figures of both are stored for reporting only: choosing on test
+    would make test a selection set and its figures optimistic. The first version of a
+    project becomes active; with no val judgements an existing active version stays."""
     active = version.parent
     if active is None:
         version.promote()
         return True
+    test = test or []
     cache = feature_cache()
-    mine = reward_metrics(
-        score_judgement_variants(model, heldout, cache=cache),
-        heldout,
-        version.metrics.get("epsilon"),
-    )
-    theirs = reward_metrics(
-        score_judgement_variants(loaded_model(active), heldout, cache=cache),
-        heldout,
-        active.metrics.get("epsilon"),
-    )
+    records = [*val, *test]
+    mine = score_judgement_variants(model, records, cache=cache)
+    theirs = score_judgement_variants(loaded_model(active), records, cache=cache)
+
+    def accuracies(split: list[JudgementRecord]) -> dict:
+        return {
+            "items": len(split),
+            "candidate": _accuracy(mine, split, version.metrics.get("epsilon")),
+            "active": _accuracy(theirs, split, active.metrics.get("epsilon")),
+        }
+
+    on_val = accuracies(val)
+    promoted, reason = _promotion_verdict(on_val["candidate"], on_val["active"], len(val))
     versus = {
-        "items": len(heldout),
+        "split": "val",
         "against_version": active.number,
-        "candidate": mine["pairwise_accuracy"],
-        "active": theirs["pairwise_accuracy"],
+        **on_val,
+        "promoted": promoted,
+        "reason": reason,
+        "test": {**accuracies(test), "note": "reported only; not used to choose"},
     }
-    version.metrics = {**version.metrics, "versus_active": versus}
+    version.metrics = json_safe({**version.metrics, "versus_active": versus})
     version.save(update_fields=["metrics"])
-    if mine["pairwise_accuracy"] > theirs["pairwise_accuracy"]:
+    if promoted:
         version.promote()
-        return True
-    return False
+    return promoted
+
+
+def _accuracy(scores: dict, records: list[JudgementRecord], epsilon: float | None) -> float | None:
+    if not records:
+        return None
+    return reward_metrics(scores, records, epsilon)["pairwise_accuracy"]
+
+
+def _promotion_verdict(
+    candidate: float | None, active: float | None, val_items: int
+) -> tuple[bool, str]:
+    """(promote?, why), in words the run's message and the admin show."""
+    if val_items == 0:
+        return False, "no val judgements to compare on: the active version stays"
+    if not _beats(candidate, active):
+        return False, "it does not beat the active version on val"
+    return True, "it beats the active version on val"
+
+
+def _beats(candidate: float | None, active: float | None) -> bool:
+    """An undefined accuracy (no pairs to judge on) proves nothing: the active one stays."""
+    return candidate is not None and (active is None or candidate > active)
 
 
 def _result_summary(result: TrainResult) -> dict:
@@ -272,5 +410,18 @@ def _summary(version: RewardModelVersion) -> str:
     accuracy = version.headline()
     shown = f"{accuracy:.3f}" if accuracy is not None else "n/a"
     state = "now active" if version.is_active else "kept as a candidate"
+    versus = version.metrics.get("versus_active")
+    if versus:
+        state += f" ({versus['reason']}, v{versus['against_version']})"
     label = " (tiny random-init model)" if version.is_random_init else ""
-    return f"v{version.number}{label}: test pairwise accuracy {shown}; {state}"
+    return f"v{version.number}{label}: test pairwise accuracy {shown}; {state}{_start(version)}"
+
+
+def _start(version: RewardModelVersion) -> str:
+    start = version.config.get("warm_start") or {}
+    if not start.get("requested"):
+        return ""
+    parent = version.config.get("warm_started_from")
+    if parent is not None:
+        return f"; warm-started from v{parent}"
+    return f"; cold start: {start.get('reason')}"

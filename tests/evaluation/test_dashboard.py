@@ -80,3 +80,33 @@ def test_the_dashboard_renders_its_plots_in_chromium(busy_project, manager, page
     assert all(box["width"] > 300 and box["height"] > 50 for box in boxes)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 50_000  # a page of plots, not a blank one
+
+
+def test_the_reward_model_is_shown_beside_the_annotators_on_the_same_items(
+    busy_project, manager
+):
+    from rewards.models import RewardModelVersion
+
+    first = RewardModelVersion.objects.create(
+        project=busy_project, number=1, status="retired", directory="v1", dataset_hash="0" * 64,
+    )  # fmt: skip
+    RewardModelVersion.objects.create(
+        project=busy_project, number=2, status="active", directory="v2", dataset_hash="0" * 64,
+        parent=first,
+        metrics={
+            "test": {
+                "pairwise_accuracy": 0.611,
+                "ceiling_items": {"pairwise_accuracy": 0.644},
+                "human_ceiling": {"pairwise_accuracy": 0.733, "tasks": 3},
+            },
+            "versus_active": {"split": "val", "against_version": 1, "candidate": 0.622,
+                              "active": 0.511},
+        },
+    )  # fmt: skip
+
+    page = _page(manager, busy_project)
+
+    assert "model on the ceiling&#x27;s items" in page or "model on the ceiling's items" in page
+    for shown in ("0.611", "0.644", "0.733", "val: 0.622 vs v1 0.511"):
+        assert f"<td>{shown}</td>" in page
+    assert "promoted on val, test is reported only" in page

@@ -1,24 +1,38 @@
 """The learning check: the tiny model, trained on simulated judgements of the procedural
-demo, agrees with held-out annotators nearly as well as they agree with each other.
+demo, agrees with held-out annotators nearly as well as they agree with each other, on
+photos it never saw.
 
 Procedural edits (training/procedural.py) know their true quality; simulated annotators
 (evaluation/simulation.py) judge them with per-judgement noise and lasting personal bias
-and taste. Tasks are split train/val/test; the tiny random-init model trains on CPU with
-cached frozen features; its tie-aware pairwise accuracy on the test tasks (ε calibrated
-on val, Deutsch et al. 2023) must reach 0.9 x the annotators' own agreement on the same
-judgements. Nothing in the model sees the truth: only images, instructions and judgements.
+and taste. Tasks are split by photo, as the application splits them (one source image
+never sits in two splits): for each seed one photo's tasks are the test set, another's
+the val set, the other five photos' tasks the training set. The tiny random-init model
+trains on CPU from cached frozen features; its tie-aware pairwise accuracy on the test
+tasks (ε calibrated on val, Deutsch et al. 2023) is compared with the annotators' own
+agreement on the same judgements. Nothing in the model sees the truth: only images,
+instructions and judgements. A model scoring by the truth itself reaches 1.08-1.17 of
+that agreement on these splits, so the bars below leave it room, not luck.
+
 The check runs for the default model and for a frozen_prefix one (whole vision tower and
 70% of the text layers frozen, the text prefix cached), the cheap-to-retrain configuration.
+Issue 11's goal (mean >= 0.95 of the annotators' agreement over three seeds at noise 1.0,
+no seed under 0.92, >= 0.9 at noise 0.6) is NOT met on unseen photos: both models reach
+0.88-0.89 on average (0.82-0.93 per seed) at noise 1.0 and 0.74 at noise 0.6. The bars
+below are what they hold on any machine with a margin of about 0.06 (docs/reward_model.md,
+"Does it learn?", has the figures and what was tried).
 """
 
 from __future__ import annotations
 
+import json
+import random
 from pathlib import Path
 
 import pytest
 
 from evaluation.metrics import calibrate_epsilon, human_ceiling, reward_metrics
 from evaluation.simulation import SimulatedAnnotator, manifest_records
+from rewards.dataset import JudgementRecord
 from rewards.feature_cache import FeatureCache
 from rewards.reward_model import BlipRewardModel
 from rewards.scoring import score_judgement_variants
@@ -26,63 +40,101 @@ from rewards.trainer import TrainConfig, train
 from training.procedural import build_demo_manifest
 
 TASKS = 136  # every photo/recipe pair the procedural editor has
-NOISE, DISAGREEMENT = 1.0, 0.5  # one score point of noise per judgement; personal bias/taste
+DISAGREEMENT = 0.5  # spread of each annotator's lasting bias and taste
 ANNOTATORS, PER_TASK = 6, 3
-CEILING_SHARE = 0.9
+TRAINING = {"epochs": 10, "batch_size": 8, "patience": None}
+SEEDS = (0, 1, 2)
 MODELS = {
     "default": {},
     "frozen prefix": {"freeze_fraction": 1.0, "text_freeze_fraction": 0.7, "frozen_prefix": True},
 }
+NOISE = 1.0  # score points of fresh noise per judgement
+MEAN_BAR, SEED_BAR = 0.82, 0.75  # shares of the annotators' agreement (see the docstring)
 
 
 @pytest.fixture(scope="module")
-def judgements(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
-    manifest = build_demo_manifest(tmp_path_factory.mktemp("demo"), n_tasks=TASKS, seed=0)
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_demo_manifest(tmp_path_factory.mktemp("demo"), n_tasks=TASKS, seed=0)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> FeatureCache:
+    return FeatureCache(tmp_path_factory.mktemp("cache"))  # shared: each image encoded once
+
+
+def split_by_photo(manifest: Path, records: list[JudgementRecord], seed: int) -> dict:
+    """test = one photo's tasks, val = another's, train = the rest (seeded choice)."""
+    sources = [json.loads(line)["source"] for line in manifest.read_text().splitlines()]
+    photos = sorted(set(sources))
+    random.Random(seed).shuffle(photos)
+    split_of = {photos[0]: "test", photos[1]: "val"}
+    by_split: dict[str, list[JudgementRecord]] = {"train": [], "val": [], "test": []}
+    for record in records:
+        record.split = split_of.get(sources[record.task_id], "train")
+        by_split[record.split].append(record)
+    return by_split
+
+
+def judgements(manifest: Path, noise: float, seed: int) -> dict[str, list[JudgementRecord]]:
     people = [
-        SimulatedAnnotator(noise=NOISE, disagreement=DISAGREEMENT, seed=seed)
-        for seed in range(ANNOTATORS)
+        SimulatedAnnotator(noise=noise, disagreement=DISAGREEMENT, seed=100 * seed + person)
+        for person in range(ANNOTATORS)
     ]
-    records = manifest_records(manifest, people, per_task=PER_TASK, seed=0)
-    return {split: [r for r in records if r.split == split] for split in ("train", "val", "test")}
+    records = manifest_records(manifest, people, per_task=PER_TASK, seed=seed)
+    return split_by_photo(manifest, records, seed)
+
+
+def share_of_ceiling(
+    options: dict, data: dict, seed: int, cache: FeatureCache, run_dir: Path
+) -> tuple[float, str]:
+    """Train one model; its test accuracy as a share of the annotators' agreement."""
+    model = BlipRewardModel.from_base("tiny", seed=seed, **options)
+    untrained = reward_metrics(
+        score_judgement_variants(model, data["test"], cache=cache), data["test"]
+    )["pairwise_accuracy"]
+    config = TrainConfig(**TRAINING, seed=seed)
+    result = train(model, data["train"], data["val"], config, run_dir, cache)
+    epsilon, _ = calibrate_epsilon(
+        score_judgement_variants(model, data["val"], cache=cache), data["val"]
+    )
+    scores = score_judgement_variants(model, data["test"], cache=cache)
+    metrics = reward_metrics(scores, data["test"], epsilon)["ceiling_items"]
+    ceiling = human_ceiling(data["test"])
+    assert metrics["judgements"] == ceiling["judgements"]  # the same items
+    assert metrics["pairwise_accuracy"] > untrained + 0.1, f"seed {seed}: untrained {untrained}"
+    share = metrics["pairwise_accuracy"] / ceiling["pairwise_accuracy"]
+    report = (
+        f"seed {seed}: model {metrics['pairwise_accuracy']:.3f}, annotators "
+        f"{ceiling['pairwise_accuracy']:.3f}, share {share:.3f}, best step "
+        f"{result.best_step}/{result.steps}"
+    )
+    return share, report
+
+
+def test_no_photo_sits_in_two_splits(manifest: Path) -> None:
+    sources = [json.loads(line)["source"] for line in manifest.read_text().splitlines()]
+    for seed in SEEDS:
+        data = judgements(manifest, NOISE, seed)
+        photos = {split: {sources[r.task_id] for r in found} for split, found in data.items()}
+        assert len(photos["test"]) == len(photos["val"]) == 1
+        assert not photos["train"] & (photos["val"] | photos["test"])
+        assert photos["val"] != photos["test"]
 
 
 @pytest.mark.parametrize("options", MODELS.values(), ids=MODELS.keys())
-def test_the_tiny_model_learns_to_near_the_human_ceiling(
-    tmp_path: Path, judgements: dict[str, list], options: dict
+def test_the_tiny_model_learns_to_near_the_human_ceiling_on_unseen_photos(
+    tmp_path: Path, manifest: Path, cache: FeatureCache, options: dict
 ) -> None:
-    # given a tiny random-init model and a feature cache
-    model = BlipRewardModel.from_base("tiny", **options)
-    cache = FeatureCache(tmp_path / "cache")
-    untrained = reward_metrics(
-        score_judgement_variants(model, judgements["test"], cache=cache), judgements["test"]
-    )
-
-    # when it trains on the train tasks, selecting on val
-    config = TrainConfig(epochs=10, batch_size=8, patience=None, seed=0)
-    result = train(model, judgements["train"], judgements["val"], config, tmp_path / "run", cache)
-
-    # then on the test tasks it nearly matches annotators agreeing with each other
-    epsilon, _ = calibrate_epsilon(
-        score_judgement_variants(model, judgements["val"], cache=cache), judgements["val"]
-    )
-    scores = score_judgement_variants(model, judgements["test"], cache=cache)
-    metrics = reward_metrics(scores, judgements["test"], epsilon)["ceiling_items"]
-    ceiling = human_ceiling(judgements["test"])
-    report = (
-        f"model {metrics['pairwise_accuracy']:.3f} "
-        f"(non-tied {metrics['pairwise_accuracy_nontied']:.3f}), "
-        f"annotators {ceiling['pairwise_accuracy']:.3f} "
-        f"(non-tied {ceiling['pairwise_accuracy_nontied']:.3f}), "
-        f"untrained {untrained['pairwise_accuracy']:.3f}, "
-        f"best step {result.best_step}/{result.steps}"
-    )
-    print(report)
-    assert metrics["judgements"] == ceiling["judgements"]  # the same items
-    assert metrics["pairwise_accuracy"] >= CEILING_SHARE * ceiling["pairwise_accuracy"], report
-    assert metrics["pairwise_accuracy"] > untrained["pairwise_accuracy"] + 0.1, report
-    seen = {ref.sha256 for r in judgements["train"] + judgements["val"] for ref in images(r)}
-    assert result.cache_hits + result.cache_misses == len(seen)  # each image encoded once
-
-
-def images(record) -> list:  # noqa: ANN001
-    return [record.source, *record.variants.values()]
+    # given judgements split by photo, for three seeds
+    # when a fresh tiny model trains on each seed's train photos, selecting on val
+    shares, reports = [], []
+    for seed in SEEDS:
+        data = judgements(manifest, NOISE, seed)
+        share, report = share_of_ceiling(options, data, seed, cache, tmp_path / str(seed))
+        shares.append(share)
+        reports.append(report)
+    # then on the unseen test photo it nearly matches annotators agreeing with each other
+    summary = f"mean share {sum(shares) / len(shares):.3f}; " + "; ".join(reports)
+    print(summary)
+    assert sum(shares) / len(shares) >= MEAN_BAR, summary
+    assert min(shares) >= SEED_BAR, summary

@@ -74,8 +74,9 @@ def test_the_same_data_twice_does_not_replace_a_version_it_does_not_beat(judged_
 
     first.refresh_from_db()
     versus = second.metrics["versus_active"]
-    assert versus["against_version"] == 1
-    assert versus["items"] > 0
+    assert versus["against_version"] == 1 and versus["split"] == "val"
+    assert versus["items"] > 0 and versus["test"]["items"] > 0
+    assert versus["reason"] in second.training_run.message
     if versus["candidate"] > versus["active"]:
         assert second.is_active and first.status == "retired"
     else:
@@ -182,12 +183,108 @@ def test_a_candidate_that_only_ties_the_active_version_stays_a_candidate(
     active = tiny_version(judged_project, number=1)
     candidate = tiny_version(judged_project, number=2, status="candidate")
     candidate.parent = active
-    heldout = split_records(judgement_records(training_judgements(judged_project)))["test"]
+    by_split = split_records(judgement_records(training_judgements(judged_project)))
 
-    promoted = decide_promotion(candidate, loaded_model(candidate), heldout)
+    promoted = decide_promotion(
+        candidate, loaded_model(candidate), by_split["val"], by_split["test"]
+    )
 
     candidate.refresh_from_db(), active.refresh_from_db()
     assert promoted is False
     assert candidate.status == "candidate" and active.is_active
     versus = candidate.metrics["versus_active"]
-    assert versus["candidate"] == versus["active"] and versus["items"] == len(heldout) > 0
+    assert versus["split"] == "val"
+    assert versus["candidate"] == versus["active"] and versus["items"] == len(by_split["val"]) > 0
+
+
+# --- promotion is decided on val; test is reported only ----------------------------------------
+
+
+def _version_of(project, number: int, seed: int, settings, **fields):  # noqa: ANN001, ANN202
+    """A registered version whose files are a tiny model of its own (`seed`), so two of them
+    score the same variants differently."""
+    from rewards.reward_model import BlipRewardModel, RewardModelConfig
+
+    directory = f"project-{project.pk}/v{number}"
+    BlipRewardModel.build(RewardModelConfig(seed=seed)).save(settings.REWARD_MODEL_ROOT / directory)
+    return RewardModelVersion.objects.create(
+        project=project, number=number, base="tiny", is_random_init=True, directory=directory,
+        dataset_hash="0" * 64, metrics={"epsilon": 0.0}, **fields,
+    )  # fmt: skip
+
+
+def _ranked_by(model, records):  # noqa: ANN001, ANN202
+    """The records with each ranking replaced by `model`'s order: that model agrees with
+    every pair, another one with fewer."""
+    from dataclasses import replace
+
+    from rewards.scoring import score_judgement_variants
+
+    scores = score_judgement_variants(model, records)
+    return [
+        replace(r, ranking=[[v] for v in sorted(r.variants, key=lambda v: -scores[v]["overall"])])
+        for r in records
+    ]
+
+
+@pytest.fixture
+def two_versions(judged_project, settings):
+    from rewards.records import judgement_records
+    from rewards.registry import loaded_model
+    from rewards.runs import split_records
+    from rewards.selection import training_judgements
+
+    active = _version_of(judged_project, 1, seed=1, settings=settings, status="active")
+    candidate = _version_of(judged_project, 2, seed=2, settings=settings, parent=active)
+    by_split = split_records(judgement_records(training_judgements(judged_project)))
+    return active, candidate, loaded_model(active), loaded_model(candidate), by_split
+
+
+def test_a_candidate_better_on_test_but_worse_on_val_is_not_promoted(two_versions):
+    from rewards.runs import decide_promotion
+
+    active, candidate, active_model, model, by_split = two_versions
+    val = _ranked_by(active_model, by_split["val"])  # the active version is right on val
+    test = _ranked_by(model, by_split["test"])  # the candidate is right on test
+
+    promoted = decide_promotion(candidate, model, val, test)
+
+    candidate.refresh_from_db(), active.refresh_from_db()
+    versus = candidate.metrics["versus_active"]
+    assert versus["test"]["candidate"] == 1.0 > versus["test"]["active"]
+    assert versus["active"] == 1.0 > versus["candidate"]
+    assert promoted is False and candidate.status == "candidate" and active.is_active
+    assert versus["split"] == "val" and versus["items"] == len(val)
+    assert versus["reason"] == "it does not beat the active version on val"
+    assert versus["test"]["items"] == len(test) and "reported only" in versus["test"]["note"]
+
+
+def test_a_candidate_better_on_val_but_worse_on_test_is_promoted(two_versions):
+    from rewards.runs import decide_promotion
+
+    active, candidate, active_model, model, by_split = two_versions
+    val = _ranked_by(model, by_split["val"])
+    test = _ranked_by(active_model, by_split["test"])
+
+    promoted = decide_promotion(candidate, model, val, test)
+
+    candidate.refresh_from_db(), active.refresh_from_db()
+    versus = candidate.metrics["versus_active"]
+    assert versus["candidate"] == 1.0 > versus["active"]
+    assert versus["test"]["active"] == 1.0 > versus["test"]["candidate"]
+    assert promoted is True and candidate.is_active and active.status == "retired"
+
+
+def test_without_val_judgements_the_active_version_stays_and_says_why(two_versions):
+    from rewards.runs import decide_promotion
+
+    active, candidate, _, model, by_split = two_versions
+    test = _ranked_by(model, by_split["test"])
+
+    promoted = decide_promotion(candidate, model, [], test)
+
+    candidate.refresh_from_db(), active.refresh_from_db()
+    assert promoted is False and active.is_active
+    versus = candidate.metrics["versus_active"]
+    assert versus["items"] == 0 and versus["candidate"] is None
+    assert versus["reason"] == "no val judgements to compare on: the active version stays"

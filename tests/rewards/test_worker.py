@@ -1,5 +1,5 @@
 """The reward loop through a real Celery worker over the embedded Redis: the admin action,
-and a worker killed in the middle of training."""
+a worker killed in the middle of training, and a scheduled (warm-started) retrain."""
 
 import time
 from datetime import timedelta
@@ -14,6 +14,7 @@ from evaluation.simulated import fill_with_simulated_judgements
 from rewards import scheduling
 from rewards.admin import retrain_reward_model_now
 from rewards.models import RewardTrainingRun
+from rewards.runs import execute
 from tests.conftest import wait_for
 
 ENV = {"REWARD_MIN_TRAIN_JUDGEMENTS": "10", "REWARD_MIN_VAL_JUDGEMENTS": "2"}
@@ -108,3 +109,34 @@ def test_cancel_stops_a_running_retrain(judged_project, celery_worker):
     assert run.status == "cancelled"
     assert run.version is None
     assert timezone.now() - run.finished_at < timedelta(minutes=2)
+
+
+def test_a_scheduled_retrain_warm_starts_from_the_active_version_on_a_worker(
+    procedural_project, celery_worker, settings
+):
+    settings.REWARD_MIN_TRAIN_JUDGEMENTS = 10
+    settings.REWARD_MIN_VAL_JUDGEMENTS = 2
+    project = procedural_project(tasks=12, overlap=3)
+    project.reward_options = {"epochs": 3, "patience": None}
+    project.retrain_min_new_judgements = 4
+    project.save()
+    fill_with_simulated_judgements(project, 30, annotators=3, seed=5)
+    first = scheduling.request_retrain(project, trigger="command", enqueue=False)
+    execute(first)  # version 1, in this process
+    first.refresh_from_db()
+    assert first.version.is_active, first.message
+    fill_with_simulated_judgements(project, 6, annotators=3, seed=6)  # the new judgements
+    celery_worker(**ENV)
+
+    (run,) = scheduling.retrain_due_projects()  # what beat runs
+
+    wait_for(lambda: RewardTrainingRun.objects.get(pk=run.pk).is_finished)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.message
+    assert run.trigger == "schedule" and run.options["warm_start"] is True
+    config = run.version.config
+    assert config["warm_started_from"] == first.version.number
+    assert config["training"]["epochs"] == 1  # a third of the project's 3
+    assert run.version.judgement_ids != first.version.judgement_ids
+    assert "warm-started from v1" in run.message
+    assert run.version.metrics["versus_active"]["split"] == "val"
