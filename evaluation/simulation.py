@@ -172,3 +172,22 @@ def manifest_records(
                 )
             )
     return records
+
+
+def split_by_photo(
+    manifest: str | Path, records: list[JudgementRecord], seed: int
+) -> dict[str, list[JudgementRecord]]:
+    """Re-split `manifest_records` output by source photo, as the application splits tasks
+    (one photo never sits in two splits): a seeded choice of one photo's tasks is the test
+    set, another's the val set, the other photos' tasks the training set. Sets each
+    record's `split`; returns the records by split."""
+    lines = Path(manifest).read_text().splitlines()
+    sources = [json.loads(line)["source"] for line in lines if line.strip()]
+    photos = sorted(set(sources))
+    random.Random(seed).shuffle(photos)
+    split_of = {photos[0]: "test", photos[1]: "val"}
+    by_split: dict[str, list[JudgementRecord]] = {"train": [], "val": [], "test": []}
+    for record in records:
+        record.split = split_of.get(sources[record.task_id], "train")
+        by_split[record.split].append(record)
+    return by_split

@@ -25,13 +25,12 @@ below are what they hold on any machine with a margin of about 0.06 (docs/reward
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 
 from evaluation.metrics import calibrate_epsilon, human_ceiling, reward_metrics
-from evaluation.simulation import SimulatedAnnotator, manifest_records
+from evaluation.simulation import SimulatedAnnotator, manifest_records, split_by_photo
 from rewards.dataset import JudgementRecord
 from rewards.feature_cache import FeatureCache
 from rewards.reward_model import BlipRewardModel
@@ -60,19 +59,6 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> FeatureCache:
     return FeatureCache(tmp_path_factory.mktemp("cache"))  # shared: each image encoded once
-
-
-def split_by_photo(manifest: Path, records: list[JudgementRecord], seed: int) -> dict:
-    """test = one photo's tasks, val = another's, train = the rest (seeded choice)."""
-    sources = [json.loads(line)["source"] for line in manifest.read_text().splitlines()]
-    photos = sorted(set(sources))
-    random.Random(seed).shuffle(photos)
-    split_of = {photos[0]: "test", photos[1]: "val"}
-    by_split: dict[str, list[JudgementRecord]] = {"train": [], "val": [], "test": []}
-    for record in records:
-        record.split = split_of.get(sources[record.task_id], "train")
-        by_split[record.split].append(record)
-    return by_split
 
 
 def judgements(manifest: Path, noise: float, seed: int) -> dict[str, list[JudgementRecord]]:
