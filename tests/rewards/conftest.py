@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from evaluation.simulated import fill_with_simulated_judgements
 from rewards.models import RewardModelVersion
 
 
@@ -62,3 +63,14 @@ def captioning_dir(tmp_path_factory) -> Path:
     parts.tokenizer.save_pretrained(directory)
     parts.image_processor.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture
+def judged_project(procedural_project, settings, tmp_path):
+    """A 14-task procedural project with 42 simulated judgements, enough to retrain on."""
+    settings.REWARD_MODEL_ROOT = tmp_path / "models"
+    settings.REWARD_MIN_TRAIN_JUDGEMENTS = 10
+    settings.REWARD_MIN_VAL_JUDGEMENTS = 2
+    project = procedural_project(tasks=14, overlap=3)
+    fill_with_simulated_judgements(project, 42, annotators=3, seed=4)
+    return project

@@ -14,16 +14,6 @@ from rewards.runs import execute
 QUICK = {"epochs": 3, "batch_size": 8, "patience": None}
 
 
-@pytest.fixture
-def judged_project(procedural_project, settings, tmp_path):
-    settings.REWARD_MODEL_ROOT = tmp_path / "models"
-    settings.REWARD_MIN_TRAIN_JUDGEMENTS = 10
-    settings.REWARD_MIN_VAL_JUDGEMENTS = 2
-    project = procedural_project(tasks=14, overlap=3)
-    fill_with_simulated_judgements(project, 42, annotators=3, seed=4)
-    return project
-
-
 def _run(project, **options) -> RewardTrainingRun:
     run = scheduling.request_retrain(
         project, trigger="command", options={**QUICK, **options}, enqueue=False

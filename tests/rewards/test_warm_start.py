@@ -4,23 +4,12 @@ and the schedule's default (issue 11, part 3)."""
 import pytest
 import torch
 
-from evaluation.simulated import fill_with_simulated_judgements
 from rewards import scheduling
 from rewards.config import TrainConfig, WarmStart, split_options
 from rewards.models import RewardTrainingRun
 from rewards.runs import execute, start_weights
 
 QUICK = {"epochs": 3, "batch_size": 8, "patience": None}
-
-
-@pytest.fixture
-def judged_project(procedural_project, settings, tmp_path):
-    settings.REWARD_MODEL_ROOT = tmp_path / "models"
-    settings.REWARD_MIN_TRAIN_JUDGEMENTS = 10
-    settings.REWARD_MIN_VAL_JUDGEMENTS = 2
-    project = procedural_project(tasks=14, overlap=3)
-    fill_with_simulated_judgements(project, 42, annotators=3, seed=4)
-    return project
 
 
 def _run(project, trigger: str = "command", **options) -> RewardTrainingRun:
