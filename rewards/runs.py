@@ -24,7 +24,7 @@ from rewards.dataset import ImageUnreadable, JudgementRecord
 from rewards.models import BaseCheckpoint, RewardModelVersion, RewardTrainingRun
 from rewards.records import judgement_records
 from rewards.registry import loaded_model
-from rewards.reward_model import CONFIG_FILE, FORMAT_VERSION, BlipRewardModel, RewardModelConfig
+from rewards.reward_model import BlipRewardModel, RewardModelConfig
 from rewards.scoring import score_judgement_variants
 from rewards.selection import dataset_hash, training_judgements
 from rewards.trainer import TrainConfig, TrainingCancelled, TrainResult, train
@@ -177,13 +177,11 @@ def architecture_mismatch(
     active: RewardModelVersion, base: str, model: BlipRewardModel, parent: BlipRewardModel
 ) -> str | None:
     """What keeps `parent`'s weights from starting `model` (None: nothing): another base
-    name, model format, configuration (NOT_ARCHITECTURE aside) or tensor shapes."""
+    name, configuration (NOT_ARCHITECTURE aside) or tensor shapes."""
     if active.base != base:
         return f"it was trained on base {active.base!r}, this run uses {base!r}"
-    saved = json.loads((active.path / CONFIG_FILE).read_text())
-    saved_format = saved.get("format_version", 1)
-    if saved_format != FORMAT_VERSION:
-        return f"it is saved in model format {saved_format}, this code builds {FORMAT_VERSION}"
+    # A format-1 parent loads with change_features="frozen", fusion_at="every": the config
+    # comparison below names that difference, no need to read its files again.
     differences = _config_differences(asdict(parent.config), asdict(model.config))
     if differences:
         return "; ".join(differences)

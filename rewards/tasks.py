@@ -37,7 +37,3 @@ def score_variants(version_id: int) -> int:
     version = RewardModelVersion.objects.select_related("project").get(pk=version_id)
     return score_project_variants(version)
 
-
-def enqueue_scoring(version_id: int) -> None:
-    """Queue `score_variants` (call it from transaction.on_commit)."""
-    score_variants.delay(version_id)

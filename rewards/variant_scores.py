@@ -47,6 +47,7 @@ def score_project_variants(
     size = scoring_batch_size(where, batch_size or settings.REWARD_SCORING_BATCH)
     model = loaded_model(version)
     variants = unscored_variants(version).select_related("image", "task__source")
+    cache = feature_cache()
     total, done = variants.count(), 0
     chunk = max(DB_CHUNK, size)
     for batch in _batches(variants.order_by("id").iterator(chunk_size=chunk), chunk):
@@ -59,7 +60,7 @@ def score_project_variants(
             )
             for v in batch
         ]
-        _store(version, score_items(model, items, size, feature_cache(), device=where))
+        _store(version, score_items(model, items, size, cache, device=where))
         done += len(batch)
         if on_progress:
             on_progress(done, total)

@@ -20,7 +20,7 @@ from annotation.importers import store_pil_image
 from annotation.models import EditTask, Variant
 from editloop.jobs import JobCancelled
 from rewards.models import RewardModelVersion
-from rewards.tasks import enqueue_scoring
+from rewards.tasks import score_variants
 from training.feedback import source_photo
 from training.models import GeneratedTask, GenerationRun
 
@@ -106,7 +106,7 @@ def score_new_variants(run: GenerationRun) -> str:
             "; no active reward model to score them (the first version that becomes active "
             "scores every variant)"
         )
-    transaction.on_commit(lambda: enqueue_scoring(version.pk))
+    transaction.on_commit(lambda: score_variants.delay(version.pk))
     return f"; reward model v{version.number} is scoring them"
 
 

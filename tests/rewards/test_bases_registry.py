@@ -5,21 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.simulated import fill_with_simulated_judgements
 from rewards import scheduling
 from rewards.models import BaseCheckpoint, RewardTrainingRun
 from rewards.runs import execute
 
 QUICK = {"epochs": 2, "batch_size": 8, "patience": None}
-
-
-@pytest.fixture
-def judged_project(procedural_project, settings):
-    settings.REWARD_MIN_TRAIN_JUDGEMENTS = 10
-    settings.REWARD_MIN_VAL_JUDGEMENTS = 2
-    project = procedural_project(tasks=12, overlap=3)
-    fill_with_simulated_judgements(project, 36, annotators=3, seed=5)
-    return project
 
 
 @pytest.fixture(scope="session")

@@ -99,7 +99,7 @@ def test_a_cancelled_run_stops_between_tasks(photo_project):
 def queued_scoring(monkeypatch) -> list[int]:
     """Scoring tasks the round queues, recorded instead of sent: the test runs them itself."""
     queued: list[int] = []
-    monkeypatch.setattr(generation_runs, "enqueue_scoring", queued.append)
+    monkeypatch.setattr(generation_runs.score_variants, "delay", queued.append)
     return queued
 
 
