@@ -25,13 +25,14 @@ the first round(f * L) text layers. The frozen vision output depends on the imag
 so it can be cached on disk (see feature_cache.py) and `forward(..., from_features=True)`
 skips it.
 
-With `frozen_prefix=True` (which needs the whole vision tower frozen, freeze_fraction=1)
-the frozen text layers read the plain ViT tokens of the edit and its source, as the
+The frozen text layers read the plain ViT tokens of the edit and its source, as the
 pretrained BLIP layers were trained to, and the new fusion parameters (segment
-embeddings, change tokens) enter at the first trainable text layer. Then everything below
-that layer depends only on (instruction, source, edit), so its output, the text prefix,
-can be cached too (`text_prefix`, `forward(..., prefix=...)`), and a retrain runs only the
-trainable top layers: with 70% of a base-size text encoder frozen, a cached step takes
+embeddings, change tokens) enter at the first trainable text layer (fusion_at="trainable";
+format-1 versions fused at every layer). With `frozen_prefix=True` (which needs the whole
+vision tower frozen, freeze_fraction=1) everything below that layer depends only on
+(instruction, source, edit), so its output, the text prefix, can be cached too
+(`text_prefix`, `forward(..., prefix=...)`), and a retrain runs only the trainable top
+layers: with 70% of a base-size text encoder frozen, a cached step takes
 about 0.3 of the time of a step from pixels (docs/benchmarks.md).
 """
 
@@ -71,7 +72,7 @@ SCORE_MAX = 5.0
 CONFIG_FILE = "reward_model.json"
 WEIGHTS_FILE = "model.safetensors"
 TORCH_WEIGHTS_FILE = "model.pt"
-FORMAT_VERSION = 2  # 2: change_features (v1 models load as change_features="frozen")
+FORMAT_VERSION = 2  # 2: change_features and fusion_at (see `load` for format 1)
 
 
 @dataclass
@@ -428,18 +429,6 @@ class BlipRewardModel(nn.Module):
         for layer in self.vision.encoder.layers[self.n_frozen_vision_layers :]:
             hidden = layer(hidden)
         return self.vision.post_layernorm(hidden)
-
-    def visual_tokens(
-        self,
-        edited: torch.Tensor,
-        source: torch.Tensor,
-        group: torch.Tensor,
-        from_features: bool = False,
-    ) -> torch.Tensor:
-        """(N, 2T [+ 1 + T], H): the edit's ViT tokens, then its source's, each tagged with
-        its segment embedding; with fusion="diff" also the change tokens. A source shared
-        by several edits (`group`) runs through the ViT once."""
-        return self._fuse(*self._vision(edited, source, group, from_features))
 
     def _vision(
         self, edited: torch.Tensor, source: torch.Tensor, group: torch.Tensor, from_features: bool
