@@ -1,5 +1,6 @@
 """``make demo``: embedded Postgres and Redis, migrations, demo data, then the web server,
-a Celery worker and beat, until Ctrl-C stops everything this started, by pid."""
+a Celery worker and beat, until Ctrl-C stops everything this started: each child with
+everything it forked (its process group), then the embedded services."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from editloop import services
@@ -19,6 +21,9 @@ PYTHON = sys.executable
 DEMO_PASSWORD = "editloop-demo"
 ADMIN = "admin"
 ANNOTATORS = ("alice", "bob")
+
+# How long the children get to stop after SIGTERM before their process groups are killed.
+STOP_TIMEOUT_S = 20.0
 
 
 def _stop_on_signal(signum: int, frame: object) -> None:
@@ -38,16 +43,17 @@ def main() -> int:
         started_services = start_services()
         run_manage("migrate", "--noinput", "-v", "0")
         run_manage("collectstatic", "--noinput", "-v", "0")
-        run_manage(
-            "seed_demo", "--simulated", os.environ.get("DEMO_SIMULATED_JUDGEMENTS", "240")
-        )
+        run_manage("seed_demo", "--simulated", os.environ.get("DEMO_SIMULATED_JUDGEMENTS", "240"))
         children = start_processes(host, port)
         print_welcome(host, port)
         wait_for_any_exit(children)
     except KeyboardInterrupt:
         pass
     finally:
-        print("\nStopping…", flush=True)
+        # A second Ctrl-C must not cut the stopping short and leave the children running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print(f"\nStopping… (at most {STOP_TIMEOUT_S:.0f} s)", flush=True)
         stop_processes(children)
         stop_services(started_services)
     return 0
@@ -79,48 +85,38 @@ def run_manage(*args: str) -> None:
 
 
 def start_processes(host: str, port: str) -> list[subprocess.Popen]:
-    commands = [
-        [
-            PYTHON,
-            "-m",
-            "gunicorn",
-            "-c",
-            "python:editloop.gunicorn_conf",
-            "--bind",
-            f"{host}:{port}",
-            *(["--workers", os.environ["WEB_WORKERS"]] if os.environ.get("WEB_WORKERS") else []),
-            "--access-logfile",
-            "-",
-        ],
-        [
-            PYTHON,
-            "-m",
-            "celery",
-            "-A",
-            "editloop",
-            "worker",
-            "-Q",
-            "default,gpu",
-            "--concurrency",
-            "2",
-            "--loglevel",
-            "INFO",
-        ],
-        [
-            PYTHON,
-            "-m",
-            "celery",
-            "-A",
-            "editloop",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--schedule",
-            str(services.var_dir() / "celerybeat-schedule"),
-        ],
-    ]
-    # Own sessions: Ctrl-C reaches us, and we stop the children in order, by pid.
-    return [subprocess.Popen(command, cwd=ROOT, start_new_session=True) for command in commands]
+    commands = [web_command(host, port), worker_command(), beat_command()]
+    return [start_process(command) for command in commands]
+
+
+def web_command(host: str, port: str) -> list[str]:
+    workers = ["--workers", os.environ["WEB_WORKERS"]] if os.environ.get("WEB_WORKERS") else []
+    return [
+        PYTHON, "-m", "gunicorn", "-c", "python:editloop.gunicorn_conf",
+        "--bind", f"{host}:{port}", *workers, "--access-logfile", "-",
+    ]  # fmt: skip
+
+
+def worker_command(queues: Sequence[str] = ("default", "gpu")) -> list[str]:
+    return [
+        PYTHON, "-m", "celery", "-A", "editloop", "worker", "-Q", ",".join(queues),
+        "--concurrency", "2", "--loglevel", "INFO",
+    ]  # fmt: skip
+
+
+def beat_command() -> list[str]:
+    schedule = str(services.var_dir() / "celerybeat-schedule")
+    return [
+        PYTHON, "-m", "celery", "-A", "editloop", "beat", "--loglevel", "INFO",
+        "--schedule", schedule,
+    ]  # fmt: skip
+
+
+def start_process(command: list[str], env: Mapping[str, str] | None = None) -> subprocess.Popen:
+    """Start a child in a session of its own: Ctrl-C reaches only us, and the child leads a
+    process group (pgid = its pid) that holds everything it forks, which stop_processes
+    signals as one."""
+    return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
 
 
 def print_welcome(host: str, port: str) -> None:
@@ -146,17 +142,28 @@ def wait_for_any_exit(children: list[subprocess.Popen]) -> None:
         print(f"process {child.args[2:4]} exited with {child.returncode}", flush=True)
 
 
-def stop_processes(children: list[subprocess.Popen]) -> None:
+def stop_processes(children: list[subprocess.Popen], timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM each child's process group, give the children `timeout` s to exit, then
+    SIGKILL each group: whatever ignored SIGTERM or outlived its leader goes too. Killing
+    only the child's pid once left a busy Celery worker's pool processes running after the
+    demo had exited (issue 12)."""
     for child in children:
-        if child.poll() is None:
-            os.kill(child.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 20
+        _signal_group(child, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
     for child in children:
         try:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait()
+            pass
+        _signal_group(child, signal.SIGKILL)
+        child.wait()
+
+
+def _signal_group(child: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(child.pid, signum)  # start_process made the child its group's leader
+    except ProcessLookupError:
+        pass  # the group is empty: nothing left to stop
 
 
 if __name__ == "__main__":

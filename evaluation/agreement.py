@@ -1,8 +1,10 @@
 """Agreement between annotators, accuracy against gold, and how annotators work.
 
 Plain functions over plain `JudgementRow` records (the Django glue builds them from
-Judgement, Assignment.display_order and EditTask.gold_ranking); numpy only, no Django and
-no torch, so the stats endpoint can call them cheaply.
+Judgement, Assignment.display_order and EditTask.gold_ranking); no Django and no torch, so
+the stats endpoint can call them cheaply. Kendall's τ-b comes from scipy, Krippendorff's α
+from `krippendorff`, Fleiss' κ from statsmodels; the tie-aware pairwise agreement (as
+metrics.py's acc_eq) is written here, as no library has it.
 
 Conventions shared by every function:
 - A ranking is a list of tiers best→worst; two variants in one tier are tied. Pairs of
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any, Literal
 
+import krippendorff
 import numpy as np
 
 ASPECTS = ("following", "preserving", "quality")
@@ -81,23 +84,17 @@ def relation_agreement(
     return sum(a == b for a, b in zip(x, y, strict=True)), len(x)
 
 
-def tau_b(x: Sequence[int], y: Sequence[int]) -> float | None:
-    """Kendall's τ-b from two pair-relation lists; None when either side is all ties.
-
-    Kendall (1945), "The treatment of ties in ranking problems":
-    τ-b = (C − D) / sqrt((n0 − n1)(n0 − n2)), n1 and n2 the pairs tied in x and in y.
-    """
-    concordant = sum(a * b > 0 for a, b in zip(x, y, strict=True))
-    discordant = sum(a * b < 0 for a, b in zip(x, y, strict=True))
-    untied_x, untied_y = sum(a != 0 for a in x), sum(b != 0 for b in y)
-    if untied_x == 0 or untied_y == 0:
-        return None
-    return (concordant - discordant) / math.sqrt(untied_x * untied_y)
-
-
 def ranking_tau_b(first: Sequence[Sequence[int]], second: Sequence[Sequence[int]]) -> float | None:
+    """scipy's Kendall τ-b (Kendall 1945) of two rankings over the variants both name; None
+    when either ranking puts them all in one tier (or names fewer than two)."""
     variants = shared_variants(first, second)
-    return tau_b(pair_relations(first, variants), pair_relations(second, variants))
+    x = [-tier_of(first)[v] for v in variants]
+    y = [-tier_of(second)[v] for v in variants]
+    if len(set(x)) < 2 or len(set(y)) < 2:  # scipy would warn and return NaN
+        return None
+    from scipy.stats import kendalltau  # ~1.5 s to import: not for every web process
+
+    return float(kendalltau(x, y, variant="b").statistic)
 
 
 # --- grouping --------------------------------------------------------------------------------
@@ -238,44 +235,23 @@ def kendall_tau_by_annotator(
 # --- 3. Krippendorff's alpha --------------------------------------------------------------------
 
 
-def coincidence_matrix(
+METRICS = ("nominal", "ordinal", "interval")
+
+
+def value_counts(
     units: Mapping[Hashable, Mapping[Hashable, int | None]], levels: Sequence[int]
 ) -> np.ndarray:
-    """o_ck = Σ_u (ordered c-k pairs of values from different coders in u) / (m_u − 1).
-
-    Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", §C: only pairable
-    units (m_u >= 2 values) count; None is a missing value.
-    """
+    """Units × levels: how many coders gave each value in each unit (None: missing)."""
     index = {level: position for position, level in enumerate(levels)}
-    matrix = np.zeros((len(levels), len(levels)))
-    for unit, values in units.items():
+    counts = np.zeros((len(units), len(levels)))
+    for row, (unit, values) in enumerate(units.items()):
         present = [value for value in values.values() if value is not None]
         unknown = [value for value in present if value not in index]
         if unknown:
             raise ValueError(f"unit {unit!r}: values {unknown} are not among levels {levels}")
-        if len(present) < 2:
-            continue
-        counts = np.bincount([index[value] for value in present], minlength=len(levels))
-        matrix += (np.outer(counts, counts) - np.diag(counts)) / (len(present) - 1)
-    return matrix
-
-
-def squared_distances(marginals: np.ndarray, levels: Sequence[int], metric: Metric) -> np.ndarray:
-    """δ²_ck for the metric (Krippendorff 2011, §D–E); `marginals` are the n_c."""
-    size = len(levels)
-    if metric == "nominal":
-        return 1.0 - np.eye(size)
-    if metric == "interval":
-        values = np.asarray(levels, dtype=float)
-        return (values[:, None] - values[None, :]) ** 2
-    if metric == "ordinal":
-        # δ²_ck = (Σ_{g=c..k} n_g − (n_c + n_k) / 2)²
-        cumulative = np.concatenate([[0.0], np.cumsum(marginals)])
-        positions = np.arange(size)
-        low, high = np.minimum.outer(positions, positions), np.maximum.outer(positions, positions)
-        between = cumulative[high + 1] - cumulative[low]
-        return (between - (marginals[:, None] + marginals[None, :]) / 2) ** 2
-    raise ValueError(f"unknown metric {metric!r}: use nominal, ordinal or interval")
+        for value in present:
+            counts[row, index[value]] += 1
+    return counts
 
 
 def krippendorff_alpha(
@@ -283,22 +259,23 @@ def krippendorff_alpha(
     metric: Metric = "ordinal",
     levels: Sequence[int] = SCORE_LEVELS,
 ) -> float | None:
-    """Krippendorff's α = 1 − D_o / D_e over unit → coder → value (None or absent: missing).
+    """Krippendorff's α = 1 − D_o / D_e (the `krippendorff` package) over unit → coder →
+    value (None or absent: missing).
 
-    Krippendorff (2011): α = 1 − (n − 1) Σ o_ck δ²_ck / Σ n_c n_k δ²_ck. `levels` are the
-    possible values in order. None when fewer than two pairable values exist or they never
-    differ (D_e = 0: α is undefined, not 1).
+    Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability": only pairable units
+    (two values or more) count. `levels` are the possible values in order. None when no unit
+    is pairable or the pairable values never differ (D_e = 0: α is undefined, not 1).
     """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}: use nominal, ordinal or interval")
     levels = list(levels)
-    coincidences = coincidence_matrix(units, levels)
-    marginals = coincidences.sum(axis=1)
-    total = marginals.sum()
-    distances = squared_distances(marginals, levels, metric)
-    expected = (np.outer(marginals, marginals) * distances).sum()
-    if total < 2 or expected <= 0:
+    counts = value_counts(units, levels)
+    pairable = counts[counts.sum(axis=1) >= 2]
+    if np.count_nonzero(pairable.sum(axis=0)) < 2:  # the package raises or returns NaN
         return None
-    observed = (coincidences * distances).sum()
-    return float(1.0 - (total - 1) * observed / expected)
+    return float(
+        krippendorff.alpha(value_counts=pairable, value_domain=levels, level_of_measurement=metric)
+    )
 
 
 def krippendorff_alpha_ordinal(
@@ -334,11 +311,8 @@ def score_alpha_by_aspect(
 
 
 def fleiss_kappa(table: Sequence[Sequence[int]]) -> float | None:
-    """Fleiss (1971) κ over subjects × categories counts, every subject rated n >= 2 times.
-
-    p_j = Σ_i n_ij / (N n);  P_i = (Σ_j n_ij² − n) / (n (n − 1));
-    κ = (P̄ − P̄_e) / (1 − P̄_e) with P̄ the mean P_i and P̄_e = Σ_j p_j².
-    None for no subjects, or when every rating falls in one category (P̄_e = 1).
+    """Fleiss (1971) κ (statsmodels) over subjects × categories counts, every subject rated
+    n >= 2 times. None for no subjects, or when every rating falls in one category (P̄_e = 1).
     """
     counts = np.asarray(table, dtype=float)
     if counts.size == 0:
@@ -346,13 +320,11 @@ def fleiss_kappa(table: Sequence[Sequence[int]]) -> float | None:
     raters = counts.sum(axis=1)
     if np.any(raters != raters[0]) or raters[0] < 2:
         raise ValueError(f"every subject needs the same number (>= 2) of ratings, got {raters}")
-    n = raters[0]
-    category_share = counts.sum(axis=0) / counts.sum()
-    subject_agreement = ((counts**2).sum(axis=1) - n) / (n * (n - 1))
-    chance = float((category_share**2).sum())
-    if chance >= 1.0:
+    if np.count_nonzero(counts.sum(axis=0)) < 2:  # statsmodels would divide 0 by 0
         return None
-    return float((subject_agreement.mean() - chance) / (1.0 - chance))
+    from statsmodels.stats import inter_rater  # ~1.7 s to import: not for every web process
+
+    return float(inter_rater.fleiss_kappa(counts, method="fleiss"))
 
 
 CHOICES = ("first_better", "tie", "second_better")  # first = the lower variant id

@@ -1,7 +1,9 @@
 """Reward-model metrics against human judgements, and the human agreement ceiling.
 
 Plain functions over plain records (rewards/dataset.py) and model scores
-(`{variant_id: {"overall": float, "aspects": {aspect: float}}}`); numpy only.
+(`{variant_id: {"overall": float, "aspects": {aspect: float}}}`). The rank correlations come
+from scipy and the ROC-AUC from scikit-learn; the tie-aware accuracies are written here, as
+no library has them.
 
 - Tie-aware pairwise accuracy, acc_eq (Deutsch, Dror & Roth 2023, "Ties Matter", §3):
   over *all* pairs of a ranking, human ties included, the model is right when its relation
@@ -13,7 +15,7 @@ Plain functions over plain records (rewards/dataset.py) and model scores
   (r_l - r_w, negative), so the value does not depend on which side is listed first; it is
   the Mann-Whitney probability that a positive difference beats a negative one.
 - Spearman and Kendall tau-b per ranking, averaged over judgements (rankings where either
-  side is all ties have no correlation and are left out).
+  side is all ties, or a score is NaN, have no correlation and are left out).
 - Per-aspect MAE over every (judgement, variant, aspect) score.
 
 Undefined is not a number (issue 11): a metric with nothing to stand on (no pairs, no
@@ -47,62 +49,44 @@ Scores = Mapping[int, Mapping[str, Any]]
 ONE_VARIANT = "one variant"
 ALL_TIED = "all variants tied by the annotator"
 CONSTANT_SCORES = "constant scores"
+NAN_SCORES = "NaN scores"
 
 
 # --- rank statistics -------------------------------------------------------------------
-
-
-def average_ranks(values: Sequence[float]) -> np.ndarray:
-    """1-based ranks, ties sharing the mean of their positions (as scipy.stats.rankdata)."""
-    array = np.asarray(values, dtype=float)
-    order = np.argsort(array, kind="mergesort")
-    ranks = np.empty(len(array))
-    sorted_values = array[order]
-    start = 0
-    while start < len(array):
-        end = start
-        while end + 1 < len(array) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
+# scipy and scikit-learn cost ~1.5 s to import: loaded on first use, not with this module.
 
 
 def why_no_correlation(human: Sequence[float], predicted: Sequence[float]) -> str | None:
     """Why Spearman and Kendall tau-b are undefined on this ranking; None when they are not.
-    Both need two items and some spread on each side (their denominators are the spreads)."""
+    Both need two items, some spread on each side (their denominators are the spreads) and
+    no NaN score (it has no rank)."""
     if len(human) < 2:
         return ONE_VARIANT
     if len(set(human)) == 1:
         return ALL_TIED
+    if any(math.isnan(value) for value in predicted):
+        return NAN_SCORES
     if len(set(predicted)) == 1:
         return CONSTANT_SCORES
     return None
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Pearson correlation of average ranks; None when either side is constant (or < 2)."""
-    if len(x) < 2:
+    """scipy's Spearman rho (Pearson correlation of average ranks); None when undefined."""
+    if why_no_correlation(x, y) is not None:  # scipy would warn and return NaN
         return None
-    rx, ry = average_ranks(x), average_ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denominator = np.sqrt((rx**2).sum() * (ry**2).sum())
-    return float((rx * ry).sum() / denominator) if denominator > 0 else None
+    from scipy.stats import spearmanr
+
+    return finite_or_none(float(spearmanr(x, y).statistic))
 
 
 def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """(C - D) / sqrt((n0 - n1)(n0 - n2)), n1/n2 the pairs tied in x/y; None if undefined."""
-    concordant = discordant = tied_x = tied_y = 0
-    n0 = 0
-    for i, j in combinations(range(len(x)), 2):
-        n0 += 1
-        sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
-        tied_x += sx == 0
-        tied_y += sy == 0
-        concordant += sx * sy > 0
-        discordant += sx * sy < 0
-    denominator = np.sqrt(float((n0 - tied_x) * (n0 - tied_y)))
-    return float((concordant - discordant) / denominator) if denominator > 0 else None
+    """scipy's Kendall tau-b, (C - D) / sqrt((n0 - n1)(n0 - n2)); None when undefined."""
+    if why_no_correlation(x, y) is not None:
+        return None
+    from scipy.stats import kendalltau
+
+    return finite_or_none(float(kendalltau(x, y, variant="b").statistic))
 
 
 def weighted_auc(
@@ -111,24 +95,24 @@ def weighted_auc(
     positive_weights: np.ndarray | None = None,
     negative_weights: np.ndarray | None = None,
 ) -> float | None:
-    """P(positive > negative) + 0.5 P(equal), each side weighted; None when a class is empty
-    (or weighs nothing): with one class there is nothing to rank against."""
+    """scikit-learn's weighted ROC-AUC: P(positive > negative) + 0.5 P(equal), each side
+    weighted. None when a class is empty or weighs nothing (with one class there is nothing
+    to rank against), or when a score is NaN (it has no order)."""
     if len(positives) == 0 or len(negatives) == 0:
         return None
     wp = np.ones(len(positives)) if positive_weights is None else np.asarray(positive_weights)
     wn = np.ones(len(negatives)) if negative_weights is None else np.asarray(negative_weights)
-    total = float(wp.sum() * wn.sum())
-    if not total > 0:
+    scores = np.concatenate([positives, negatives]).astype(float)
+    if not float(wp.sum() * wn.sum()) > 0 or np.isnan(scores).any():
         return None
-    order = np.argsort(negatives, kind="mergesort")
-    sorted_neg, cumulative = (
-        np.asarray(negatives)[order],
-        np.concatenate([[0], np.cumsum(wn[order])]),
-    )
-    below = cumulative[np.searchsorted(sorted_neg, positives, side="left")]
-    below_or_equal = cumulative[np.searchsorted(sorted_neg, positives, side="right")]
-    credit = below + 0.5 * (below_or_equal - below)
-    return finite_or_none(float((wp * credit).sum() / total))
+    from sklearn.metrics import roc_auc_score
+
+    # AUC depends on the order alone: ranks keep it (ties too) and make ±inf, which
+    # scikit-learn refuses, finite.
+    ranks = np.unique(scores, return_inverse=True)[1]
+    labels = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))])
+    auc = roc_auc_score(labels, ranks, sample_weight=np.concatenate([wp, wn]))
+    return finite_or_none(float(auc))
 
 
 # --- undefined values ------------------------------------------------------------------------
@@ -265,7 +249,9 @@ def _weighted_mean(values: list[tuple[float, float]]) -> float | None:
 
 
 def _model_relation(delta: np.ndarray, epsilon: float) -> np.ndarray:
-    return np.where(np.abs(delta) <= epsilon, 0, np.sign(delta)).astype(int)
+    # A NaN score has no relation: 2 equals no human relation, so the pair counts as wrong.
+    relation = np.where(np.abs(delta) <= epsilon, 0, np.sign(delta))
+    return np.where(np.isnan(delta), 2, relation).astype(int)
 
 
 NO_PAIRS = "no pairs: every ranking has one variant"
@@ -275,6 +261,7 @@ ALL_PAIRS_TIED = "every pair is tied by the annotators"
 def _acc_eq(
     human: np.ndarray, delta: np.ndarray, weight: np.ndarray, epsilon: float
 ) -> tuple[float | None, str | None]:
+    # Hand-written: no library has the tie-aware acc_eq of Deutsch et al. 2023.
     if len(human) == 0:
         return None, NO_PAIRS
     right = _model_relation(delta, epsilon) == human
@@ -284,6 +271,7 @@ def _acc_eq(
 def _nontied_accuracy(
     human: np.ndarray, delta: np.ndarray, weight: np.ndarray
 ) -> tuple[float | None, str | None]:
+    # Hand-written: no library scores a model tie as half a right answer (ImageReward).
     keep = human != 0
     if not keep.any():
         return None, NO_PAIRS if len(human) == 0 else ALL_PAIRS_TIED
@@ -301,6 +289,8 @@ def _pair_auc(
     if not keep.any():  # no non-tied pair: one class only
         return None, NO_PAIRS if len(human) == 0 else ALL_PAIRS_TIED
     oriented = delta[keep] * human[keep]  # r_winner - r_loser
+    if np.isnan(oriented).any():
+        return None, NAN_SCORES
     return weighted_auc(oriented, -oriented, weight[keep], weight[keep]), "pairs weigh nothing"
 
 
@@ -339,6 +329,7 @@ def calibrate_epsilon(
 
     Deutsch et al. 2023 §4: candidates are 0 and every |Δ| seen; the smallest best one wins.
     """
+    # Hand-written: no library calibrates the tie threshold of acc_eq.
     human, delta, weight = model_tally(scores, records, include_unsure).arrays()
     finite = np.isfinite(delta)  # a non-finite score cannot set a threshold
     if len(human) == 0 or not finite.any():

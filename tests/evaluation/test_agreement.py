@@ -9,6 +9,7 @@ import math
 import random
 from fractions import Fraction
 
+import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
@@ -279,6 +280,47 @@ def test_alpha_is_none_without_pairable_or_varying_values() -> None:
     assert krippendorff_alpha_ordinal({1: {"a": 3, "b": 3}, 2: {"a": 3, "b": None}}) is None
 
 
+def _hand_alpha(units: dict, metric: str, levels: list[int]) -> float | None:
+    """Krippendorff (2011) §C–E written out: coincidences o_ck, marginals n_c, δ²_ck."""
+    index = {level: i for i, level in enumerate(levels)}
+    o = np.zeros((len(levels), len(levels)))
+    for values in units.values():
+        present = [index[v] for v in values.values() if v is not None]
+        if len(present) >= 2:
+            counts = np.bincount(present, minlength=len(levels))
+            o += (np.outer(counts, counts) - np.diag(counts)) / (len(present) - 1)
+    n_c = o.sum(axis=1)
+    if metric == "nominal":
+        delta = 1.0 - np.eye(len(levels))
+    elif metric == "interval":
+        values = np.asarray(levels, dtype=float)
+        delta = (values[:, None] - values[None, :]) ** 2
+    else:  # ordinal: (Σ_{g=c..k} n_g − (n_c + n_k) / 2)²
+        delta = np.zeros((len(levels), len(levels)))
+        for c in range(len(levels)):
+            for k in range(len(levels)):
+                low, high = min(c, k), max(c, k)
+                delta[c, k] = (n_c[low : high + 1].sum() - (n_c[c] + n_c[k]) / 2) ** 2
+    expected = (np.outer(n_c, n_c) * delta).sum()
+    if n_c.sum() < 2 or expected <= 0:
+        return None
+    return 1.0 - (n_c.sum() - 1) * (o * delta).sum() / expected
+
+
+def test_alpha_matches_the_2011_formulas_on_random_units_with_missing_values() -> None:
+    rng = random.Random(11)
+    levels = list(range(6))
+    for _ in range(40):
+        units = {
+            u: {c: rng.choice([None, *levels]) for c in "abcd" if rng.random() < 0.7}
+            for u in range(rng.randint(1, 8))
+        }
+        for metric in ("nominal", "ordinal", "interval"):
+            expected = _hand_alpha(units, metric, levels)
+            ours = krippendorff_alpha(units, metric, levels)  # type: ignore[arg-type]
+            assert ours == (None if expected is None else pytest.approx(expected)), units
+
+
 def test_alpha_refuses_a_value_outside_the_levels() -> None:
     with pytest.raises(ValueError, match="not among levels"):
         krippendorff_alpha_ordinal({1: {"a": 6, "b": 5}})
@@ -338,6 +380,21 @@ def test_fleiss_kappa_small_cases() -> None:
     assert fleiss_kappa([[1, 1], [1, 1]]) == pytest.approx(-1.0)
     assert fleiss_kappa([[2, 0], [2, 0]]) is None  # one category only: P_e = 1
     assert fleiss_kappa([]) is None
+
+
+def test_fleiss_kappa_matches_the_1971_formulas_on_random_tables() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        raters, subjects, categories = rng.integers(2, 6), rng.integers(1, 9), rng.integers(2, 5)
+        table = np.array(
+            [rng.multinomial(raters, [1 / categories] * categories) for _ in range(subjects)]
+        )
+        p_j = table.sum(axis=0) / table.sum()
+        p_i = ((table**2).sum(axis=1) - raters) / (raters * (raters - 1))
+        chance = (p_j**2).sum()
+        expected = None if chance == 1 else (p_i.mean() - chance) / (1 - chance)
+        ours = fleiss_kappa(table.tolist())
+        assert ours == (None if expected is None else pytest.approx(expected)), table
 
 
 def test_fleiss_kappa_refuses_unequal_or_single_raters() -> None:

@@ -1,14 +1,15 @@
-"""Each metric against a case worked out by hand (and scipy where it has the same formula)."""
+"""Each metric against a case worked out by hand: the library behind it (scipy, scikit-learn)
+must reproduce the hand computation, and the undefined cases stay None."""
 
 from __future__ import annotations
 
 import math
+from itertools import combinations
 
 import numpy as np
 import pytest
 
 from evaluation.metrics import (
-    average_ranks,
     calibrate_epsilon,
     finite_or_none,
     human_ceiling,
@@ -98,8 +99,32 @@ def test_unsure_judgements_are_left_out_by_default() -> None:
     assert reward_metrics(MODEL, [CASE, unsure], include_unsure=True)["judgements"] == 2
 
 
-def test_average_ranks_share_positions_like_scipy() -> None:
-    assert average_ranks([10, 20, 20, 5]).tolist() == [2, 3.5, 3.5, 1]
+def test_spearman_shares_tied_positions_as_average_ranks() -> None:
+    # [10, 20, 20, 5] has average ranks [2, 3.5, 3.5, 1], centred [-0.5, 1, 1, -1.5];
+    # [1, 2, 3, 4] centred [-1.5, -0.5, 0.5, 1.5]: products 0.75 - 0.5 + 0.5 - 2.25 = -1.5,
+    # spreads 4.5 and 5
+    assert spearman([10, 20, 20, 5], [1, 2, 3, 4]) == pytest.approx(-1.5 / math.sqrt(4.5 * 5))
+
+
+def _hand_tau_b(x: list[float], y: list[float]) -> float | None:
+    """Kendall (1945): (C - D) / sqrt((n0 - n1)(n0 - n2)), n1/n2 the pairs tied in x/y."""
+    pairs = [
+        (np.sign(x[i] - x[j]), np.sign(y[i] - y[j])) for i, j in combinations(range(len(x)), 2)
+    ]
+    concordant = sum(a * b > 0 for a, b in pairs)
+    discordant = sum(a * b < 0 for a, b in pairs)
+    untied_x, untied_y = sum(a != 0 for a, _ in pairs), sum(b != 0 for _, b in pairs)
+    if untied_x == 0 or untied_y == 0:
+        return None
+    return (concordant - discordant) / math.sqrt(untied_x * untied_y)
+
+
+def test_kendall_tau_b_matches_the_hand_formula_on_random_data_with_ties() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        x, y = rng.integers(0, 3, size=6).tolist(), rng.integers(0, 4, size=6).tolist()
+        expected = _hand_tau_b(x, y)
+        assert kendall_tau_b(x, y) == (None if expected is None else pytest.approx(expected))
 
 
 def test_spearman_and_kendall_match_scipy_on_random_data_with_ties() -> None:
@@ -116,6 +141,12 @@ def test_spearman_and_kendall_match_scipy_on_random_data_with_ties() -> None:
         )
 
 
+def test_correlations_are_undefined_for_nan_scores() -> None:
+    assert why_no_correlation([3, 2, 1], [0.1, math.nan, 0.3]) == "NaN scores"
+    assert spearman([3, 2, 1], [0.1, math.nan, 0.3]) is None
+    assert kendall_tau_b([3, 2, 1], [0.1, math.nan, 0.3]) is None
+
+
 def test_correlations_are_undefined_for_a_constant_side() -> None:
     assert spearman([1, 1, 1], [1, 2, 3]) is None
     assert kendall_tau_b([1, 2, 3], [0, 0, 0]) is None
@@ -127,6 +158,46 @@ def test_weighted_auc_gives_ties_half_credit() -> None:
     weighted = weighted_auc(np.array([3.0, 1.0]), np.array([2.0]), np.array([1.0, 3.0]))
     assert weighted == pytest.approx(1 / 4)
     assert weighted_auc(np.array([]), np.array([1.0])) is None
+
+
+def _hand_weighted_auc(
+    positives: np.ndarray, negatives: np.ndarray, wp: np.ndarray, wn: np.ndarray
+) -> float:
+    """Every (positive, negative) pair, weight wp * wn: 1 when the positive is above, 1/2 equal."""
+    credit = (positives[:, None] > negatives[None, :]) + 0.5 * (
+        positives[:, None] == negatives[None, :]
+    )
+    weights = wp[:, None] * wn[None, :]
+    return float((credit * weights).sum() / weights.sum())
+
+
+def test_weighted_auc_matches_the_pairwise_definition_on_random_tied_data() -> None:
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        positives, negatives = rng.integers(0, 5, size=7) / 2, rng.integers(0, 5, size=5) / 2
+        wp, wn = rng.uniform(0.1, 2, size=7), rng.uniform(0.1, 2, size=5)
+        expected = _hand_weighted_auc(positives, negatives, wp, wn)
+        assert weighted_auc(positives, negatives, wp, wn) == pytest.approx(expected)
+
+
+def test_weighted_auc_orders_infinite_scores_and_refuses_nan() -> None:
+    # +inf ties +inf (1/2) and beats 0 and -inf; 1 loses to +inf, beats 0 and -inf: 4.5 of 6
+    positives, negatives = np.array([math.inf, 1.0]), np.array([math.inf, 0.0, -math.inf])
+    assert weighted_auc(positives, negatives) == pytest.approx(4.5 / 6)
+    assert weighted_auc(np.array([math.nan]), np.array([0.0])) is None
+
+
+def test_nan_model_scores_leave_auc_and_correlations_undefined_with_a_reason() -> None:
+    scores = {1: {"overall": math.nan}, 2: {"overall": 0.5}, 3: {"overall": 0.1}}
+
+    metrics = reward_metrics(scores, [judgement([[1], [2], [3]])])
+
+    assert metrics["roc_auc"] is None and metrics["roc_auc_undefined"] == "NaN scores"
+    assert metrics["spearman_undefined"] == "NaN scores on 1 of 1 rankings"
+    # a pair with a NaN score is wrong: only (2, 3) is right
+    assert metrics["pairwise_accuracy"] == pytest.approx(1 / 3)
+    assert metrics["pairwise_accuracy_nontied"] == pytest.approx(1 / 3)
+    assert _no_nan_anywhere(metrics)
 
 
 # Two annotators on one task: A ranks 1 > 2 > 3, B ranks 1 > {2, 3}.
