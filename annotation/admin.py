@@ -252,6 +252,3 @@ class AnnotatorAdmin(ReadOnlyAdmin):
 
 def _seconds(milliseconds: float | None) -> str:
     return "—" if milliseconds is None else f"{milliseconds / 1000:.1f}"
-
-
-from annotation import export_admin  # noqa: E402,F401  (ExportRun pages, project action)

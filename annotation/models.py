@@ -399,6 +399,3 @@ class Annotator(User):
     class Meta:
         proxy = True
         verbose_name = "annotator"
-
-
-from annotation.export_models import ExportRun  # noqa: E402,F401

@@ -48,8 +48,9 @@ django.setup()
 
 from django.db import connection  # noqa: E402
 
-from annotation import exporters  # noqa: E402
 from annotation.models import EditTask, Judgement, Project  # noqa: E402
+from exports.queries import overall_pairs_sql  # noqa: E402
+from exports.request import parse_request  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
@@ -91,8 +92,8 @@ def ensure_seeded(size: int) -> dict:
 
 
 def pairs_sql(project: Project) -> tuple[str, dict]:
-    request = exporters.parse_request({"kind": "pairs", "format": "jsonl"})
-    return exporters.overall_pairs_sql(request, project.pk)
+    request = parse_request({"kind": "pairs", "format": "jsonl"})
+    return overall_pairs_sql(request, project.pk)
 
 
 def copy_rows(project: Project, folder: Path) -> dict:

@@ -130,6 +130,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_celery_results",
     "annotation",
+    "exports",
     "rewards",
     "training",
     "evaluation",

@@ -12,7 +12,7 @@ urlpatterns = [
     path("api/v1/", include("annotation.urls_api")),
     path("api/v1/", include("rewards.urls_api")),
     path("api/v1/", include("training.urls_api")),
-    path("api/v1/", include("annotation.urls_export_api")),
+    path("api/v1/", include("exports.urls_api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include("evaluation.urls")),

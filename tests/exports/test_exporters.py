@@ -19,11 +19,13 @@ from django.conf import settings
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from annotation import export_runs, exporters
 from annotation.assignment import lease_next_task
 from annotation.judgements import submit_judgement
 from annotation.models import AspectScore, EditTask, Judgement, Variant
 from evaluation.agreement import JudgementRow, task_agreement
+from exports import queries, runs, writers
+from exports.archive import SCHEMA_VERSION
+from exports.request import KINDS, LABELLED_KINDS, ExportInvalid, parse_filters, parse_request
 
 ASPECTS = ("following", "preserving", "quality")
 
@@ -90,8 +92,8 @@ def judge_project(project, annotator, other_annotator):  # noqa: ANN001, ANN201
 
 def export(project, **body):  # noqa: ANN001, ANN201
     """Run an export in-process; returns (run, opened zip)."""
-    run = export_runs.request_export(project, body, enqueue=False)
-    export_runs.execute(run)
+    run = runs.request_export(project, body, enqueue=False)
+    runs.execute(run)
     run.refresh_from_db()
     assert run.status == "succeeded", run.message
     return run, zipfile.ZipFile(run.path)
@@ -100,14 +102,14 @@ def export(project, **body):  # noqa: ANN001, ANN201
 def jsonl_rows(archive: zipfile.ZipFile) -> dict[str, list[dict]]:
     return {
         split: [json.loads(line) for line in archive.read(f"{split}.jsonl").splitlines()]
-        for split in exporters.SPLITS
+        for split in writers.SPLITS
     }
 
 
 def parquet_rows(archive: zipfile.ZipFile) -> dict[str, list[dict]]:
     return {
         split: pq.read_table(io.BytesIO(archive.read(f"{split}.parquet"))).to_pylist()
-        for split in exporters.SPLITS
+        for split in writers.SPLITS
     }
 
 
@@ -163,7 +165,7 @@ def test_pairs_as_jsonl_with_image_files_are_the_rankings_non_tied_pairs(judged)
         assert archive.read(row["source"]) == file_bytes(task.source)
         assert row["chosen_generator"] == chosen.generator
     assert {split: len(found) for split, found in by_split.items()} == {
-        split: run.counts[split] for split in exporters.SPLITS
+        split: run.counts[split] for split in writers.SPLITS
     }
     images = [name for name in archive.namelist() if name.startswith("images/")]
     assert len(images) == 3 + 12  # every source and variant, once each
@@ -245,13 +247,13 @@ def test_rankings_as_hf_dataset_load_with_datasets(judged):
 
     loaded = datasets.load_from_disk(str(folder))
 
-    assert set(loaded) == set(exporters.SPLITS)
+    assert set(loaded) == set(writers.SPLITS)
     assert isinstance(loaded["train"].features["source"], datasets.Image)
     assert loaded["train"].features["generations"].feature == datasets.Image()
-    rows = [row for split in exporters.SPLITS for row in loaded[split]]
+    rows = [row for split in writers.SPLITS for row in loaded[split]]
     assert sorted(row["id"] for row in rows) == sorted(
         Judgement.objects.values_list("pk", flat=True))
-    for split in exporters.SPLITS:
+    for split in writers.SPLITS:
         for row in loaded[split]:
             judgement = Judgement.objects.select_related("assignment__task").get(pk=row["id"])
             task = judgement.assignment.task
@@ -280,9 +282,9 @@ def test_ranking_ranks_are_dense_over_the_generators_kept(judged):
 
 
 def test_ranks_of_gives_tied_variants_one_rank():
-    assert exporters.ranks_of([[7], [3, 9], [1]], [1, 3, 7, 9]) == [3, 2, 1, 2]
-    assert exporters.ranks_of([[7], [3, 9], [1]], [1, 7]) == [2, 1]
-    assert exporters.ranks_of([[7], [3]], [3, 5]) == [1, None]
+    assert queries.ranks_of([[7], [3, 9], [1]], [1, 3, 7, 9]) == [3, 2, 1, 2]
+    assert queries.ranks_of([[7], [3, 9], [1]], [1, 7]) == [2, 1]
+    assert queries.ranks_of([[7], [3]], [3, 5]) == [1, None]
 
 
 # --- scores ----------------------------------------------------------------------------------
@@ -398,7 +400,7 @@ def test_the_manifest_counts_labels_and_hashes_the_export(judged):
 
     manifest = json.loads(archive.read("manifest.json"))
     assert manifest == {key: value for key, value in run.manifest.items() if key != "seconds"}
-    assert manifest["schema_version"] == exporters.SCHEMA_VERSION
+    assert manifest["schema_version"] == SCHEMA_VERSION
     assert manifest["kind"] == "pairs" and manifest["format"] == "parquet"
     assert manifest["project"] == {"id": judged.pk, "name": judged.name}
     assert manifest["filters"]["project"] == judged.pk
@@ -496,9 +498,9 @@ def test_dpo_in_hf_format_keeps_plain_bytes_too(judged, tmp_path):
 
 
 def test_every_table_has_the_kinds_columns_in_order(judged):
-    for kind in exporters.KINDS:
+    for kind in KINDS:
         _, archive = export(judged, kind=kind, format="jsonl")
-        names = [name for name, _ in exporters.COLUMNS[kind]]
+        names = [name for name, _ in writers.COLUMNS[kind]]
         row = json.loads(archive.read("train.jsonl").splitlines()[0])
         assert list(row) == names, kind
         _, archive = export(judged, kind=kind, format="parquet")
@@ -508,7 +510,7 @@ def test_every_table_has_the_kinds_columns_in_order(judged):
 def test_the_jsonl_writer_refuses_rows_that_are_not_the_columns(tmp_path):
     rows = [{"variant_id": 1, "extra": 2, "split": "train", "simulated": False}]
     with pytest.raises(ValueError, match="are not the columns"):
-        exporters.write_tables(rows, "scores", "jsonl", "files", tmp_path, tmp_path)
+        writers.write_tables(rows, "scores", "jsonl", "files", tmp_path, tmp_path)
 
 
 def test_jsonl_embeds_images_as_base64(judged):
@@ -525,8 +527,8 @@ def test_an_empty_export_still_has_every_split_and_a_manifest(project):
     folder = Path(settings.MODEL_ROOT) / "empty"
     archive.extractall(folder)
     loaded = datasets.load_from_disk(str(folder))
-    assert {split: len(loaded[split]) for split in exporters.SPLITS} == dict.fromkeys(
-        exporters.SPLITS, 0)
+    assert {split: len(loaded[split]) for split in writers.SPLITS} == dict.fromkeys(
+        writers.SPLITS, 0)
     assert json.loads(archive.read("manifest.json"))["counts"]["total"] == 0
 
 
@@ -548,8 +550,8 @@ def test_an_empty_export_still_has_every_split_and_a_manifest(project):
     ],
 )
 def test_a_bad_request_names_each_wrong_field(body, errors):
-    with pytest.raises(exporters.ExportInvalid) as raised:
-        exporters.parse_request(body)
+    with pytest.raises(ExportInvalid) as raised:
+        parse_request(body)
     assert set(raised.value.errors) == errors
 
 
@@ -568,17 +570,17 @@ def test_a_bad_request_names_each_wrong_field(body, errors):
     ],
 )
 def test_a_bad_filter_is_named_inside_filters(filters, field):
-    with pytest.raises(exporters.ExportInvalid) as raised:
-        exporters.parse_request({"kind": "pairs", "filters": filters})
+    with pytest.raises(ExportInvalid) as raised:
+        parse_request({"kind": "pairs", "filters": filters})
     assert set(raised.value.errors) == {"filters"}
     assert set(raised.value.errors["filters"]) == {field}
 
 
 def test_dates_mean_whole_days_in_utc():
-    filters = exporters.parse_filters({"since": "2026-11-01", "until": "2026-11-01"})
+    filters = parse_filters({"since": "2026-11-01", "until": "2026-11-01"})
     assert filters.since.isoformat() == "2026-11-01T00:00:00+00:00"
     assert filters.until.isoformat() == "2026-11-02T00:00:00+00:00"
-    again = exporters.parse_filters(filters.to_dict())
+    again = parse_filters(filters.to_dict())
     assert again == filters
 
 
@@ -673,7 +675,7 @@ def model_pair_keys(rows: list[dict]) -> set[tuple]:
 
 
 def test_default_rows_say_people_labelled_them(judged):
-    for kind in exporters.LABELLED_KINDS:
+    for kind in LABELLED_KINDS:
         _, archive = export(judged, kind=kind, format="jsonl")
         rows = every_row(jsonl_rows(archive))
         assert rows and all(
@@ -760,9 +762,9 @@ def test_model_rankings_share_a_rank_within_epsilon(labelled):
 
 
 def test_model_ranks_join_a_rank_within_epsilon_of_its_best():
-    assert exporters.model_ranks([1.0, 0.75, 0.5], 0.25) == [1, 1, 2]
-    assert exporters.model_ranks([0.5, 0.75, 1.0], 0.0) == [3, 2, 1]
-    assert exporters.model_ranks([0.5, 0.5], 0.0) == [1, 1]
+    assert queries.model_ranks([1.0, 0.75, 0.5], 0.25) == [1, 1, 2]
+    assert queries.model_ranks([0.5, 0.75, 1.0], 0.0) == [3, 2, 1]
+    assert queries.model_ranks([0.5, 0.5], 0.0) == [1, 1]
 
 
 def test_task_filters_apply_to_model_rows(labelled):
@@ -833,15 +835,15 @@ def test_a_version_without_epsilon_ties_only_equal_scores(labelled):
     ],
 )
 def test_a_bad_new_option_names_its_field(body, errors):
-    with pytest.raises(exporters.ExportInvalid) as raised:
-        exporters.parse_request(body)
+    with pytest.raises(ExportInvalid) as raised:
+        parse_request(body)
     assert set(raised.value.errors) == errors
 
 
 def test_editreward_pairs_leave_ties_out_unless_asked():
-    assert exporters.parse_request({"kind": "pairs", "layout": "editreward"}).include_ties is False
-    asked = exporters.parse_request({"kind": "pairs", "layout": "editreward",
+    assert parse_request({"kind": "pairs", "layout": "editreward"}).include_ties is False
+    asked = parse_request({"kind": "pairs", "layout": "editreward",
                                      "include_ties": True})
     assert asked.include_ties is True
     assert asked.options == {"aspect_pairs": False, "include_ties": True, "layout": "editreward"}
-    assert exporters.parse_request({"kind": "dpo"}).include_ties is True
+    assert parse_request({"kind": "dpo"}).include_ties is True

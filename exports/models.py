@@ -1,4 +1,4 @@
-"""ExportRun: a dataset export as a job row (annotation/exporters.py does the writing)."""
+"""ExportRun: a dataset export as a job row (exports/runs.py does the work)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,8 @@ class ExportRun(Job):
     content_sha256 = models.CharField(max_length=64, blank=True)
 
     class Meta:
+        # The table of the days when exports lived in annotation/: the move kept the rows.
+        db_table = "annotation_exportrun"
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["project", "-created_at"], name="export_run_project")]
 

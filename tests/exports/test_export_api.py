@@ -8,11 +8,11 @@ import zipfile
 
 import pytest
 
-from annotation import export_runs
-from annotation.export_models import ExportRun
 from annotation.models import Membership, Project
-from tests.annotation.test_exporters import judge_project
+from exports import runs
+from exports.models import ExportRun
 from tests.conftest import client_for, make_user
+from tests.exports.test_exporters import judge_project
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def judged(project, annotator, other_annotator):  # noqa: ANN001, ANN201
 def _no_broker(monkeypatch):
     """Queued exports are recorded, not sent: these tests run them in-process."""
     queued: list[int] = []
-    monkeypatch.setattr(export_runs, "enqueue_export", queued.append)
+    monkeypatch.setattr(runs, "enqueue_export", queued.append)
     return queued
 
 
@@ -33,8 +33,8 @@ def post(user, project, body):  # noqa: ANN001, ANN201
 
 
 def finished(project, **body) -> ExportRun:  # noqa: ANN001
-    run = export_runs.request_export(project, {"kind": "pairs", **body}, enqueue=False)
-    export_runs.execute(run)
+    run = runs.request_export(project, {"kind": "pairs", **body}, enqueue=False)
+    runs.execute(run)
     run.refresh_from_db()
     return run
 
@@ -137,7 +137,7 @@ def test_a_manager_lists_the_projects_exports(judged, manager):
 
 
 def test_there_is_nothing_to_download_before_it_succeeds(project, manager):
-    run = export_runs.request_export(project, {"kind": "pairs"}, enqueue=False)
+    run = runs.request_export(project, {"kind": "pairs"}, enqueue=False)
 
     answer = client_for(manager).get(f"/api/v1/exports/{run.pk}/download/")
 
@@ -154,7 +154,7 @@ def test_a_deleted_archive_is_404_with_what_to_do(judged, manager):
 
 
 def test_a_manager_cancels_a_pending_export_but_not_a_finished_one(judged, manager):
-    pending = export_runs.request_export(judged, {"kind": "pairs"}, enqueue=False)
+    pending = runs.request_export(judged, {"kind": "pairs"}, enqueue=False)
     done = finished(judged)
 
     cancelled = client_for(manager).post(f"/api/v1/exports/{pending.pk}/cancel/")
@@ -175,7 +175,7 @@ def test_the_schema_documents_the_export_endpoints(staff):
 
 @pytest.fixture
 def labelled(project, annotator, other_annotator, tmp_path):  # noqa: ANN001, ANN201
-    from tests.annotation.test_exporters import model_labelled_project
+    from tests.exports.test_exporters import model_labelled_project
 
     return model_labelled_project(project, annotator, other_annotator, tmp_path / "more")
 
@@ -190,7 +190,7 @@ def test_a_manager_asks_for_imagereward_files_with_model_labels(labelled, manage
     assert body["options"] == {"layout": "imagereward", "labels": "both",
                                "reward_version": active.pk}
     run = ExportRun.objects.get(pk=body["id"])
-    export_runs.execute(run)
+    runs.execute(run)
     followed = client_for(manager).get(f"/api/v1/exports/{run.pk}/").json()
     assert followed["status"] == "succeeded"
     assert followed["manifest"]["layout"] == "imagereward"
@@ -203,7 +203,7 @@ def test_a_manager_asks_for_imagereward_files_with_model_labels(labelled, manage
 @pytest.mark.parametrize("case", ["unknown", "another project", "no active version"])
 def test_a_bad_reward_version_is_400_naming_it(labelled, manager, case):
     from rewards.models import RewardModelVersion
-    from tests.annotation.test_exporters import make_version
+    from tests.exports.test_exporters import make_version
 
     project, active, _, _ = labelled
     body = {"kind": "dpo", "labels": "model"}

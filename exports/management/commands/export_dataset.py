@@ -18,9 +18,10 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from annotation import export_runs, exporters
-from annotation.export_models import ExportRun
 from annotation.management.commands.import_tasks import find_project
+from exports import runs
+from exports.models import ExportRun
+from exports.request import FORMATS, IMAGE_MODES, KINDS, LABEL_SOURCES, LAYOUTS, ExportInvalid
 
 
 class Command(BaseCommand):
@@ -28,11 +29,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("project", help="project id or exact name")
-        parser.add_argument("--kind", required=True, choices=exporters.KINDS)
-        parser.add_argument("--format", default="jsonl", choices=exporters.FORMATS)
-        parser.add_argument(
-            "--images", choices=exporters.IMAGE_MODES, help="default: files (embed for hf)"
-        )
+        parser.add_argument("--kind", required=True, choices=KINDS)
+        parser.add_argument("--format", default="jsonl", choices=FORMATS)
+        parser.add_argument("--images", choices=IMAGE_MODES, help="default: files (embed for hf)")
         parser.add_argument("--round", type=int, action="append", default=[], dest="rounds")
         parser.add_argument("--generator", action="append", default=[], dest="generators")
         parser.add_argument("--since", help="judged on or after (ISO date or date-time)")
@@ -46,15 +45,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--ties", action="store_true", help="editreward layout: keep tied pairs (tie_case)"
         )
-        parser.add_argument("--layout", choices=exporters.LAYOUTS, help="another project's files")
+        parser.add_argument("--layout", choices=LAYOUTS, help="another project's files")
         parser.add_argument(
-            "--labels", choices=exporters.LABEL_SOURCES, help="human (default), model or both"
+            "--labels", choices=LABEL_SOURCES, help="human (default), model or both"
         )
         parser.add_argument(
             "--reward-version", type=int, help="labels model/both: the version id (default active)"
         )
         parser.add_argument(
-            "--image-feature", action="store_true",
+            "--image-feature",
+            action="store_true",
             help="dpo: embedded images as the HF Image feature instead of plain bytes",
         )
         parser.add_argument("--output", type=Path, help="also copy the archive here")
@@ -66,11 +66,13 @@ class Command(BaseCommand):
     def handle(self, *args, project: str, **options) -> None:
         found = find_project(project)
         try:
-            run = export_runs.request_export(
-                found, request_body(options), trigger=ExportRun.Trigger.COMMAND,
+            run = runs.request_export(
+                found,
+                request_body(options),
+                trigger=ExportRun.Trigger.COMMAND,
                 enqueue=options["queue"],
             )
-        except exporters.ExportInvalid as invalid:
+        except ExportInvalid as invalid:
             raise CommandError(f"bad export request: {json.dumps(invalid.errors)}") from None
         if options["queue"]:
             self.stdout.write(f"export {run.pk} queued; follow it in the admin or the API")
@@ -82,7 +84,7 @@ class Command(BaseCommand):
                 bar.update(round(100 * fraction) - bar.n)
                 bar.set_postfix_str(message[:60])
 
-            export_runs.execute(run, on_progress=show)
+            runs.execute(run, on_progress=show)
             run.refresh_from_db()
             if run.status == ExportRun.Status.SUCCEEDED:
                 show(1.0, "done")

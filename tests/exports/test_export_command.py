@@ -10,10 +10,10 @@ from collections import Counter
 import pytest
 from django.core.management import CommandError, call_command
 
-from annotation import export_runs
-from annotation.export_models import ExportRun
 from annotation.models import AspectScore, Assignment, EditTask, Judgement, Project, Variant
-from tests.annotation.test_exporters import expected_pairs, judge_project
+from exports import runs
+from exports.models import ExportRun
+from tests.exports.test_exporters import expected_pairs, judge_project
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_queue_leaves_the_export_to_a_worker(
     judged, monkeypatch, django_capture_on_commit_callbacks
 ):
     queued = []
-    monkeypatch.setattr(export_runs, "enqueue_export", queued.append)
+    monkeypatch.setattr(runs, "enqueue_export", queued.append)
 
     with django_capture_on_commit_callbacks(execute=True):
         out, _ = run_command(judged.name, "--kind", "scores", "--queue")
@@ -83,7 +83,7 @@ def test_a_bad_request_names_the_field(judged, args, says):
 
 @pytest.fixture
 def labelled(project, annotator, other_annotator, tmp_path):  # noqa: ANN001, ANN201
-    from tests.annotation.test_exporters import model_labelled_project
+    from tests.exports.test_exporters import model_labelled_project
 
     return model_labelled_project(project, annotator, other_annotator, tmp_path / "more")
 

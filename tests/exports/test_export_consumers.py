@@ -26,7 +26,7 @@ import pytest
 from PIL import Image as PILImage
 
 from annotation.models import Judgement, Variant
-from tests.annotation.test_exporters import (
+from tests.exports.test_exporters import (
     EPSILON,
     MODEL_SCORES,
     export,

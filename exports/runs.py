@@ -1,9 +1,11 @@
-"""Dataset exports from request to archive: the glue between ExportRun rows, Postgres and
-the plain writers in annotation/exporters.py.
+"""Dataset exports from request to archive: the glue between ExportRun rows, Postgres
+(exports/queries.py) and the plain writers and archive (exports/writers.py,
+exports/archive.py).
 
 Requests come from the admin, the API and ``manage.py export_dataset``; the Celery worker
-(task ``annotation.export``) and the command call :func:`execute`. An export that dies with
-its worker is found by :func:`requeue_stalled_exports` (beat) and starts over.
+(task ``annotation.export``, exports/tasks.py) and the command call :func:`execute`. An
+export that dies with its worker is found by :func:`requeue_stalled_exports` (beat) and
+starts over.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from annotation import exporters
-from annotation.export_models import ExportRun, exports_root
 from annotation.models import Project
 from editloop.jobs import JobCancelled
+from exports import archive, queries, writers
+from exports.models import ExportRun, exports_root
+from exports.request import ExportInvalid, ExportRequest, parse_request
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +55,8 @@ def request_export(
     enqueue: bool = True,
 ) -> ExportRun:
     """A pending export of ``data`` (kind, format, images, filters, options: see
-    exporters.parse_request), queued once the transaction commits. Raises
-    exporters.ExportInvalid naming the wrong fields; nothing is created then."""
+    exports.request.parse_request), queued once the transaction commits. Raises
+    ExportInvalid naming the wrong fields; nothing is created then."""
     request = validated_request(project, data)
     run = ExportRun.objects.create(
         project=project,
@@ -70,11 +73,11 @@ def request_export(
     return run
 
 
-def validated_request(project: Project, data: object) -> exporters.ExportRequest:
+def validated_request(project: Project, data: object) -> ExportRequest:
     """``data`` checked as a request for ``project``, the reward version (labels model /
     both) resolved and pinned: the one named, or the project's active version now, so that
     a retried export labels with the same version even if another is promoted meanwhile."""
-    request = exporters.parse_request(data)
+    request = parse_request(data)
     if request.labels == "human":
         return request
     from rewards.models import RewardModelVersion
@@ -82,21 +85,29 @@ def validated_request(project: Project, data: object) -> exporters.ExportRequest
     if request.reward_version is None:
         active = RewardModelVersion.active_for(project.pk)
         if active is None:
-            raise exporters.ExportInvalid({"reward_version": [
-                f"labels {request.labels!r} need a reward-model version and project "
-                f"{project.pk} has no active one: name one (reward_version) or train one"
-            ]})
+            raise ExportInvalid(
+                {
+                    "reward_version": [
+                        f"labels {request.labels!r} need a reward-model version and project "
+                        f"{project.pk} has no active one: name one (reward_version) or train one"
+                    ]
+                }
+            )
         return replace(request, reward_version=active.pk)
     version = RewardModelVersion.objects.filter(pk=request.reward_version).first()
     if version is None:
-        raise exporters.ExportInvalid(
+        raise ExportInvalid(
             {"reward_version": [f"there is no reward-model version {request.reward_version}"]}
         )
     if version.project_id != project.pk:
-        raise exporters.ExportInvalid({"reward_version": [
-            f"reward-model version {version.pk} belongs to project {version.project_id}, "
-            f"not {project.pk}: its scores judge another project's variants"
-        ]})
+        raise ExportInvalid(
+            {
+                "reward_version": [
+                    f"reward-model version {version.pk} belongs to project {version.project_id}, "
+                    f"not {project.pk}: its scores judge another project's variants"
+                ]
+            }
+        )
     return request
 
 
@@ -105,13 +116,13 @@ class ExportCannotRun(Exception):
 
 
 def enqueue_export(run_id: int) -> None:
-    from annotation.tasks import export
+    from exports.tasks import export
 
     export.delay(run_id)
 
 
-def request_of(run: ExportRun) -> exporters.ExportRequest:
-    return exporters.parse_request(
+def request_of(run: ExportRun) -> ExportRequest:
+    return parse_request(
         {
             "kind": run.kind,
             "format": run.format,
@@ -203,11 +214,11 @@ def _export(run: ExportRun, staging: Path, partial: Path) -> None:
     project = {"id": run.project_id, "name": run.project.name}
     labels, reward_version = model_labels(request)
     with streaming_queries() as run_query:
-        ((low, high),) = list(run_query(*exporters.key_range_sql(request, run.project_id)))
+        ((low, high),) = list(run_query(*queries.key_range_sql(request, run.project_id)))
         reporter = Reporter(run, low, high)
         reporter.now(0.0, "querying")
-        written = exporters.write_tables(
-            exporters.export_rows(request, run.project_id, run_query, labels),
+        written = writers.write_tables(
+            queries.export_rows(request, run.project_id, run_query, labels),
             request.kind,
             request.format,
             request.images,
@@ -221,15 +232,15 @@ def _export(run: ExportRun, staging: Path, partial: Path) -> None:
     reporter.now(0.9, f"{total:,} rows written; archiving", rows_written=total)
     kept: dict = {}
 
-    def manifest_for(archived: exporters.ArchiveResult) -> dict:
+    def manifest_for(archived: archive.ArchiveResult) -> dict:
         kept.update(
-            exporters.manifest(
+            archive.manifest(
                 request, project, written, archived, timezone.now(), _version(), reward_version
             )
         )
         return kept
 
-    archived = exporters.build_archive(staging, written.tables, partial, manifest_for, reporter)
+    archived = archive.build_archive(staging, written.tables, partial, manifest_for, reporter)
     final = exports_root() / run.relative_path
     partial.replace(final)
     kept["seconds"] = {"rows": round(written.seconds, 3), "archive": round(archived.seconds, 3)}
@@ -245,9 +256,7 @@ def _export(run: ExportRun, staging: Path, partial: Path) -> None:
     )
 
 
-def model_labels(
-    request: exporters.ExportRequest,
-) -> tuple[exporters.ModelLabels | None, dict | None]:
+def model_labels(request: ExportRequest) -> tuple[queries.ModelLabels | None, dict | None]:
     """The pinned reward version's ε (for the rows) and its summary (for the manifest)."""
     if request.labels == "human":
         return None, None
@@ -259,14 +268,14 @@ def model_labels(
             f"reward-model version {request.reward_version} was deleted after this export "
             "was requested: start a new export (it takes the active version)"
         )
-    summary = exporters.reward_version_summary(
+    summary = archive.reward_version_summary(
         version.pk, version.number, version.status, version.metrics
     )
-    return exporters.ModelLabels(version.pk, version.number, summary["epsilon"]), summary
+    return queries.ModelLabels(version.pk, version.number, summary["epsilon"]), summary
 
 
 @contextmanager
-def streaming_queries() -> Iterator[exporters.RunQuery]:
+def streaming_queries() -> Iterator[queries.RunQuery]:
     """A query runner over server-side (named) cursors, all in one REPEATABLE READ
     snapshot, on a connection of its own so that progress reports commit while rows
     stream. Inside the caller's transaction (tests, a caller that wants its snapshot) the
@@ -298,7 +307,7 @@ def _plan_for_every_row(db) -> None:  # noqa: ANN001  (a psycopg connection)
     db.execute("SET LOCAL cursor_tuple_fraction = 1.0")
 
 
-def _runner(db, *, prefetch: bool) -> exporters.RunQuery:  # noqa: ANN001  (psycopg connection)
+def _runner(db, *, prefetch: bool) -> queries.RunQuery:  # noqa: ANN001  (psycopg connection)
     def run_query(sql: str, params: dict) -> Iterator[tuple]:
         # Binary results: timestamps and arrays parse in C, a third faster than text.
         with db.cursor(name=f"export_{uuid.uuid4().hex[:12]}", binary=True) as cursor:
@@ -351,8 +360,9 @@ def _put(batches: queue.Queue, item: object, stop: threading.Event) -> None:
 
 
 class Reporter:
-    """The exporters' progress callback: at most one UPDATE a second; rows are 0–90 %
-    (placed by their ordering key), the archive the last 10 %."""
+    """The progress callback of writers.write_tables and archive.build_archive: at most one
+    UPDATE a second; rows are 0–90 % (placed by their ordering key), the archive the last
+    10 %."""
 
     def __init__(self, run: ExportRun, low: int | None, high: int | None) -> None:
         self.run, self.low, self.high = run, low, high
@@ -363,14 +373,14 @@ class Reporter:
             return
         if phase == "rows":
             # key None: the rows are all written
-            done_share = 1.0 if key is None else exporters.fraction_done(key, self.low, self.high)
+            done_share = 1.0 if key is None else fraction_done(key, self.low, self.high)
             fraction = 0.9 * done_share
             self.now(fraction, f"{done:,} rows written", rows_written=done)
         else:
             total = max(key or 1, 1)
             self.now(
                 0.9 + 0.1 * done / total,
-                f"archiving: {exporters.human_bytes(done)} of {exporters.human_bytes(total)}",
+                f"archiving: {archive.human_bytes(done)} of {archive.human_bytes(total)}",
             )
 
     def now(self, fraction: float, message: str, **fields: object) -> None:
@@ -380,11 +390,18 @@ class Reporter:
             self.run.echo(fraction, message)
 
 
-def _summary(written: exporters.WriteResult, archived: exporters.ArchiveResult) -> str:
+def fraction_done(key: int, low: int | None, high: int | None) -> float:
+    """Where ordering key ``key`` sits between ``low`` and ``high`` (0..1)."""
+    if low is None or high is None or high <= low:
+        return 1.0
+    return min(1.0, max(0.0, (key - low) / (high - low)))
+
+
+def _summary(written: writers.WriteResult, archived: archive.ArchiveResult) -> str:
     counts = written.counts
     text = (
         f"{sum(counts.values()):,} rows ({counts['train']:,} train, {counts['val']:,} val, "
-        f"{counts['test']:,} test), {exporters.human_bytes(archived.size_bytes)}"
+        f"{counts['test']:,} test), {archive.human_bytes(archived.size_bytes)}"
     )
     if archived.images["count"]:
         text += f", {archived.images['count']:,} image files"

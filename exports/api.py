@@ -12,24 +12,23 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation import export_runs, exporters
-from annotation.export_models import ExportRun
 from annotation.permissions import get_project_for
 from editloop.job_api import cancel, job_for, job_state
+from exports.models import ExportRun
+from exports.request import FORMATS, IMAGE_MODES, KINDS, LABEL_SOURCES, LAYOUTS, ExportInvalid
+from exports.runs import request_export
 
 EXPORT_REQUEST = inline_serializer(
     "ExportRequest",
     {
-        "kind": serializers.ChoiceField(choices=exporters.KINDS),
-        "format": serializers.ChoiceField(choices=exporters.FORMATS, required=False),
-        "images": serializers.ChoiceField(choices=exporters.IMAGE_MODES, required=False),
+        "kind": serializers.ChoiceField(choices=KINDS),
+        "format": serializers.ChoiceField(choices=FORMATS, required=False),
+        "images": serializers.ChoiceField(choices=IMAGE_MODES, required=False),
         "filters": inline_serializer(
             "ExportFilters",
             {
                 "rounds": serializers.ListField(child=serializers.IntegerField(), required=False),
-                "generators": serializers.ListField(
-                    child=serializers.CharField(), required=False
-                ),
+                "generators": serializers.ListField(child=serializers.CharField(), required=False),
                 "since": serializers.CharField(required=False),
                 "until": serializers.CharField(required=False),
                 "exclude_simulated": serializers.BooleanField(required=False),
@@ -44,16 +43,19 @@ EXPORT_REQUEST = inline_serializer(
             required=False, help_text="dpo (default true); the editreward layout (default false)"
         ),
         "layout": serializers.ChoiceField(
-            choices=exporters.LAYOUTS, required=False,
+            choices=LAYOUTS,
+            required=False,
             help_text="imagereward (rankings) or editreward (pairs): those projects' own files",
         ),
         "labels": serializers.ChoiceField(
-            choices=exporters.LABEL_SOURCES, required=False,
+            choices=LABEL_SOURCES,
+            required=False,
             help_text="human (default), model (the reward model's, for tasks nobody judged) "
             "or both",
         ),
         "reward_version": serializers.IntegerField(
-            required=False, allow_null=True,
+            required=False,
+            allow_null=True,
             help_text="labels model/both: a reward-model version id (default: the active one)",
         ),
         "image_feature": serializers.BooleanField(
@@ -94,8 +96,8 @@ class ExportListView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         project = get_project_for(request.user, pk, manager=True)
         try:
-            run = export_runs.request_export(project, request.data, user=request.user)
-        except exporters.ExportInvalid as invalid:
+            run = request_export(project, request.data, user=request.user)
+        except ExportInvalid as invalid:
             return Response(invalid.errors, status=status.HTTP_400_BAD_REQUEST)
         return Response(export_payload(run, request), status=status.HTTP_202_ACCEPTED)
 

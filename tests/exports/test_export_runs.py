@@ -17,11 +17,13 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from annotation import export_runs, exporters
-from annotation.export_models import ExportRun, exports_root
 from annotation.models import Image, Judgement, Project
-from tests.annotation.test_exporters import expected_pairs, jsonl_rows, judge_project
+from exports import runs, writers
+from exports.archive import build_archive
+from exports.models import ExportRun, exports_root
+from exports.request import ExportInvalid
 from tests.conftest import PASSWORD, wait_for
+from tests.exports.test_exporters import expected_pairs, jsonl_rows, judge_project
 
 
 @pytest.fixture
@@ -30,7 +32,7 @@ def judged(project, annotator, other_annotator):  # noqa: ANN001, ANN201
 
 
 def start(project, **body) -> ExportRun:  # noqa: ANN001
-    return export_runs.request_export(project, {"kind": "pairs", **body}, enqueue=False)
+    return runs.request_export(project, {"kind": "pairs", **body}, enqueue=False)
 
 
 def leftovers() -> list[Path]:
@@ -40,7 +42,7 @@ def leftovers() -> list[Path]:
 def test_a_finished_export_records_its_archive_counts_and_manifest(judged):
     run = start(judged, format="parquet")
 
-    export_runs.execute(run)
+    runs.execute(run)
 
     run.refresh_from_db()
     assert run.status == "succeeded" and run.progress == 1.0
@@ -57,18 +59,18 @@ def test_a_finished_export_records_its_archive_counts_and_manifest(judged):
 
 def test_running_it_twice_does_the_work_once(judged):
     run = start(judged)
-    export_runs.execute(run)
+    runs.execute(run)
     finished = ExportRun.objects.get(pk=run.pk).finished_at
 
-    export_runs.execute(ExportRun.objects.get(pk=run.pk))
+    runs.execute(ExportRun.objects.get(pk=run.pk))
 
     again = ExportRun.objects.get(pk=run.pk)
     assert again.finished_at == finished and again.attempts == 1
 
 
 def test_progress_is_reported_while_it_runs(judged, monkeypatch):
-    monkeypatch.setattr(export_runs, "REPORT_SECONDS", 0.0)
-    monkeypatch.setattr(exporters, "PROGRESS_EVERY", 4)
+    monkeypatch.setattr(runs, "REPORT_SECONDS", 0.0)
+    monkeypatch.setattr(writers, "PROGRESS_EVERY", 4)
     seen: list[tuple[float, str]] = []
 
     def watch(fraction: float, message: str) -> None:
@@ -77,7 +79,7 @@ def test_progress_is_reported_while_it_runs(judged, monkeypatch):
         assert stored.progress == pytest.approx(fraction) and stored.heartbeat_at
 
     run = start(judged)
-    export_runs.execute(run, on_progress=watch)
+    runs.execute(run, on_progress=watch)
 
     fractions = [fraction for fraction, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] <= 1.0
@@ -92,7 +94,7 @@ def test_cancel_stops_the_export_and_keeps_nothing(judged):
     def cancel_at_first_report(fraction: float, message: str) -> None:
         ExportRun.objects.get(pk=run.pk).request_cancel()
 
-    export_runs.execute(run, on_progress=cancel_at_first_report)
+    runs.execute(run, on_progress=cancel_at_first_report)
 
     run.refresh_from_db()
     assert run.status == "cancelled" and run.file == ""
@@ -102,7 +104,7 @@ def test_cancel_stops_the_export_and_keeps_nothing(judged):
 def test_a_pending_export_is_cancelled_at_once(judged):
     run = start(judged)
     run.request_cancel()
-    export_runs.execute(ExportRun.objects.get(pk=run.pk))
+    runs.execute(ExportRun.objects.get(pk=run.pk))
     assert ExportRun.objects.get(pk=run.pk).status == "cancelled"
 
 
@@ -111,7 +113,7 @@ def test_a_missing_image_file_fails_the_export_saying_what_to_do(judged):
     (Path(settings.MEDIA_ROOT) / image.file.name).unlink()
     run = start(judged, format="jsonl", images="files")
 
-    export_runs.execute(run)
+    runs.execute(run)
 
     run.refresh_from_db()
     assert run.status == "failed"
@@ -124,17 +126,17 @@ def test_an_export_whose_worker_died_is_requeued_and_starts_over(judged, setting
     run = start(judged)
     assert run.claim()  # a worker took it ...
     ExportRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    staging, partial = export_runs._work_paths(run)  # ... and died half-way
+    staging, partial = runs._work_paths(run)  # ... and died half-way
     staging.mkdir(parents=True)
     (staging / "train.jsonl").write_text("{half a line")
     partial.write_bytes(b"PK")
 
-    assert export_runs.requeue_stalled_exports() == [run.pk]
+    assert runs.requeue_stalled_exports() == [run.pk]
 
     run.refresh_from_db()
     assert run.status == "pending" and "start over" in run.message
-    assert export_runs.requeue_stalled_exports() == []
-    export_runs.execute(run)
+    assert runs.requeue_stalled_exports() == []
+    runs.execute(run)
     run.refresh_from_db()
     assert run.status == "succeeded" and run.attempts == 2
     assert not staging.exists() and not partial.exists()
@@ -143,12 +145,12 @@ def test_an_export_whose_worker_died_is_requeued_and_starts_over(judged, setting
 
 
 def test_parquet_is_written_a_row_group_at_a_time(judged, monkeypatch):
-    monkeypatch.setattr(exporters, "BATCH_ROWS", 4)
+    monkeypatch.setattr(writers, "BATCH_ROWS", 4)
     run = start(judged, format="parquet")
-    export_runs.execute(run)
+    runs.execute(run)
     run.refresh_from_db()
     archive = zipfile.ZipFile(run.path)
-    for split in exporters.SPLITS:
+    for split in writers.SPLITS:
         with archive.open(f"{split}.parquet") as handle:
             metadata = pq.ParquetFile(handle).metadata
             assert metadata.num_rows == run.counts[split]
@@ -163,7 +165,7 @@ def test_outside_a_transaction_rows_stream_on_a_connection_of_their_own(
 ):
     run = start(judged)
 
-    export_runs.execute(run)  # no atomic block here: its own connection and the prefetch thread
+    runs.execute(run)  # no atomic block here: its own connection and the prefetch thread
 
     run.refresh_from_db()
     assert run.status == "succeeded", run.message
@@ -173,8 +175,7 @@ def test_outside_a_transaction_rows_stream_on_a_connection_of_their_own(
 
 
 def test_a_long_silent_phase_still_sends_heartbeats(judged, transactional_db, monkeypatch):
-    monkeypatch.setattr(export_runs, "HEARTBEAT_SECONDS", 0.1)
-    build_archive = exporters.build_archive
+    monkeypatch.setattr(runs, "HEARTBEAT_SECONDS", 0.1)
     beats = []
 
     def slow_archive(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -183,10 +184,10 @@ def test_a_long_silent_phase_still_sends_heartbeats(judged, transactional_db, mo
         beats.append(ExportRun.objects.get(pk=run.pk).heartbeat_at - before)
         return build_archive(*args, **kwargs)
 
-    monkeypatch.setattr(exporters, "build_archive", slow_archive)
+    monkeypatch.setattr("exports.archive.build_archive", slow_archive)
     run = start(judged)
 
-    export_runs.execute(run)
+    runs.execute(run)
 
     assert ExportRun.objects.get(pk=run.pk).status == "succeeded"
     assert beats and beats[0] >= timedelta(seconds=0.5)
@@ -208,21 +209,21 @@ class FakeCursor:
 
 def test_prefetched_rows_come_in_order_and_errors_reach_the_reader():
     cursor = FakeCursor([[1, 2], [3], [4, 5]])
-    assert list(export_runs.prefetched(cursor)) == [1, 2, 3, 4, 5]
+    assert list(runs.prefetched(cursor)) == [1, 2, 3, 4, 5]
 
     failing = FakeCursor([[1]], error=RuntimeError("connection lost"))
     with pytest.raises(RuntimeError, match="connection lost"):
-        list(export_runs.prefetched(failing))
+        list(runs.prefetched(failing))
 
 
 def test_a_reader_that_stops_early_stops_the_prefetch_thread():
     cursor = FakeCursor([[n] for n in range(1000)])
-    rows = export_runs.prefetched(cursor)
+    rows = runs.prefetched(cursor)
     assert next(rows) == 0
 
     rows.close()  # e.g. a cancel raised in the writer
 
-    assert cursor.fetches <= 1 + export_runs.PREFETCH_BATCHES + 1  # no more than the queue holds
+    assert cursor.fetches <= 1 + runs.PREFETCH_BATCHES + 1  # no more than the queue holds
 
 
 # --- a real worker ----------------------------------------------------------------------------
@@ -231,7 +232,7 @@ def test_a_reader_that_stops_early_stops_the_prefetch_thread():
 def test_a_celery_worker_runs_the_export(judged, manager, celery_worker):
     celery_worker()
 
-    run = export_runs.request_export(judged, {"kind": "scores", "format": "jsonl"}, user=manager)
+    run = runs.request_export(judged, {"kind": "scores", "format": "jsonl"}, user=manager)
 
     wait_for(lambda: ExportRun.objects.get(pk=run.pk).is_finished)
     run.refresh_from_db()
@@ -259,10 +260,10 @@ def test_the_admin_form_queues_an_export(
     judged, root, staff_client, django_capture_on_commit_callbacks, monkeypatch
 ):
     queued = []
-    monkeypatch.setattr(export_runs, "enqueue_export", queued.append)
+    monkeypatch.setattr(runs, "enqueue_export", queued.append)
     with django_capture_on_commit_callbacks(execute=True):
         answer = staff_client.post(
-            "/admin/annotation/exportrun/add/",
+            "/admin/exports/exportrun/add/",
             {"project": judged.pk, "kind": "dpo", "format": "hf", "images": "",
              "filters": '{"exclude_simulated": true}', "include_ties": "on"},
         )
@@ -276,7 +277,7 @@ def test_the_admin_form_queues_an_export(
 
 def test_the_admin_form_names_a_bad_field(judged, staff_client):
     answer = staff_client.post(
-        "/admin/annotation/exportrun/add/",
+        "/admin/exports/exportrun/add/",
         {"project": judged.pk, "kind": "pairs", "format": "hf", "images": "files",
          "filters": '{"min_agreement": 3}'},
     )
@@ -289,10 +290,10 @@ def test_the_admin_form_names_a_bad_field(judged, staff_client):
 
 def test_the_admin_lists_exports_with_progress_and_a_download_link(judged, staff_client):
     run = start(judged)
-    export_runs.execute(run)
+    runs.execute(run)
 
-    page = staff_client.get("/admin/annotation/exportrun/").content.decode()
-    detail = staff_client.get(f"/admin/annotation/exportrun/{run.pk}/change/").content.decode()
+    page = staff_client.get("/admin/exports/exportrun/").content.decode()
+    detail = staff_client.get(f"/admin/exports/exportrun/{run.pk}/change/").content.decode()
 
     assert f"/api/v1/exports/{run.pk}/download/" in page and "100% · succeeded" in page
     assert run.content_sha256 in detail and "&quot;schema_version&quot;" in detail
@@ -302,13 +303,13 @@ def test_the_admin_lists_exports_with_progress_and_a_download_link(judged, staff
 
 def test_deleting_an_export_in_the_admin_deletes_its_archive(judged, staff_client):
     run = start(judged)
-    export_runs.execute(run)
+    runs.execute(run)
     run.refresh_from_db()
     archive = run.path
     assert archive.exists()
 
     staff_client.post(
-        "/admin/annotation/exportrun/",
+        "/admin/exports/exportrun/",
         {"action": "delete_selected", "_selected_action": [run.pk], "post": "yes"},
     )
 
@@ -321,7 +322,7 @@ def test_the_project_action_opens_the_export_form(judged, staff_client):
         {"action": "export_dataset", "_selected_action": [judged.pk]},
     )
     assert answer.status_code == 302
-    assert answer["Location"] == f"/admin/annotation/exportrun/add/?project={judged.pk}"
+    assert answer["Location"] == f"/admin/exports/exportrun/add/?project={judged.pk}"
 
 
 # --- model labels: the reward version, checked and pinned -------------------------------------
@@ -329,7 +330,7 @@ def test_the_project_action_opens_the_export_form(judged, staff_client):
 
 @pytest.fixture
 def labelled(project, annotator, other_annotator, tmp_path):  # noqa: ANN001, ANN201
-    from tests.annotation.test_exporters import model_labelled_project
+    from tests.exports.test_exporters import model_labelled_project
 
     return model_labelled_project(project, annotator, other_annotator, tmp_path / "more")
 
@@ -340,7 +341,7 @@ def test_the_active_version_is_pinned_when_the_export_is_requested(labelled):
     assert run.options["reward_version"] == active.pk
 
     old.promote()  # promoted before the worker gets to it
-    export_runs.execute(run)
+    runs.execute(run)
     run.refresh_from_db()
 
     assert run.status == "succeeded", run.message
@@ -353,7 +354,7 @@ def test_bad_reward_versions_are_refused_naming_the_field_and_nothing_is_created
     labelled, project
 ):
     from rewards.models import RewardModelVersion
-    from tests.annotation.test_exporters import make_version
+    from tests.exports.test_exporters import make_version
 
     _, active, _, _ = labelled
     other = Project.objects.create(name="Another project")
@@ -364,12 +365,12 @@ def test_bad_reward_versions_are_refused_naming_the_field_and_nothing_is_created
         ({"labels": "both", "reward_version": theirs.pk}, "belongs to project"),
     ]
     for body, message in cases:
-        with pytest.raises(exporters.ExportInvalid) as raised:
+        with pytest.raises(ExportInvalid) as raised:
             start(project, **body)
         assert set(raised.value.errors) == {"reward_version"}
         assert message in raised.value.errors["reward_version"][0]
     RewardModelVersion.objects.filter(pk=active.pk).update(status="retired")
-    with pytest.raises(exporters.ExportInvalid) as raised:
+    with pytest.raises(ExportInvalid) as raised:
         start(project, labels="model")
     assert "has no active one" in raised.value.errors["reward_version"][0]
     assert not ExportRun.objects.exists()
@@ -380,7 +381,7 @@ def test_a_version_deleted_before_the_export_runs_fails_it_saying_what_to_do(lab
     run = start(project, labels="both")
     active.delete()
 
-    export_runs.execute(run)
+    runs.execute(run)
     run.refresh_from_db()
 
     assert run.status == "failed" and "start a new export" in run.message
@@ -390,11 +391,11 @@ def test_a_version_deleted_before_the_export_runs_fails_it_saying_what_to_do(lab
 def test_the_admin_form_checks_the_reward_version_against_the_project(labelled, staff_client):
     project, _, _, _ = labelled
     other = Project.objects.create(name="Another project")
-    from tests.annotation.test_exporters import make_version
+    from tests.exports.test_exporters import make_version
 
     theirs = make_version(other, 1)
     answer = staff_client.post(
-        "/admin/annotation/exportrun/add/",
+        "/admin/exports/exportrun/add/",
         {"project": project.pk, "kind": "pairs", "format": "jsonl", "images": "",
          "filters": "{}", "labels": "model", "reward_version": theirs.pk},
     )
@@ -409,9 +410,9 @@ def test_the_admin_form_queues_an_editreward_export_with_model_labels(
     labelled, staff_client, monkeypatch
 ):
     project, active, _, _ = labelled
-    monkeypatch.setattr(export_runs, "enqueue_export", lambda pk: None)
+    monkeypatch.setattr(runs, "enqueue_export", lambda pk: None)
     answer = staff_client.post(
-        "/admin/annotation/exportrun/add/",
+        "/admin/exports/exportrun/add/",
         {"project": project.pk, "kind": "pairs", "format": "jsonl", "images": "",
          "filters": "{}", "layout": "editreward", "labels": "both"},
     )

@@ -12,10 +12,12 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from annotation import export_runs, exporters
 from annotation.admin import ProjectAdmin
-from annotation.export_models import ExportRun
 from editloop.job_admin import JobLaunchAdmin, launch_form_for
+from exports.archive import human_bytes
+from exports.models import ExportRun
+from exports.request import LABEL_SOURCES, ExportInvalid, parse_request
+from exports.runs import request_export, validated_request
 
 
 class ExportLaunchForm(forms.ModelForm):
@@ -33,24 +35,29 @@ class ExportLaunchForm(forms.ModelForm):
         required=False, help_text="pairs: also one row per aspect from the scores"
     )
     include_ties = forms.BooleanField(
-        required=False, initial=True,
-        help_text="dpo: tied pairs with labels 0.5 / 0.5; editreward layout: tied pairs "
-        "(tie_case)",
+        required=False,
+        initial=True,
+        help_text="dpo: tied pairs with labels 0.5 / 0.5; editreward layout: tied pairs (tie_case)",
     )
     layout = forms.ChoiceField(
-        choices=[("default", "default (the format's tables)"),
-                 ("imagereward", "imagereward (rankings: ImageReward's train/ dataset files)"),
-                 ("editreward", "editreward (pairs: EditReward's train.json)")],
-        required=False, initial="default",
+        choices=[
+            ("default", "default (the format's tables)"),
+            ("imagereward", "imagereward (rankings: ImageReward's train/ dataset files)"),
+            ("editreward", "editreward (pairs: EditReward's train.json)"),
+        ],
+        required=False,
+        initial="default",
         help_text="another project's own files (JSON with image paths; format is ignored)",
     )
     labels = forms.ChoiceField(
-        choices=[(choice, choice) for choice in exporters.LABEL_SOURCES], required=False,
+        choices=[(choice, choice) for choice in LABEL_SOURCES],
+        required=False,
         initial="human",
         help_text="model / both: the reward model's labels for the tasks nobody judged",
     )
     reward_version = forms.IntegerField(
-        required=False, min_value=1,
+        required=False,
+        min_value=1,
         help_text="labels model / both: the reward-model version id (empty: the active one)",
     )
     image_feature = forms.BooleanField(
@@ -59,8 +66,19 @@ class ExportLaunchForm(forms.ModelForm):
 
     class Meta:
         model = ExportRun
-        fields = ["project", "kind", "format", "images", "filters", "aspect_pairs",
-                  "include_ties", "layout", "labels", "reward_version", "image_feature"]
+        fields = [
+            "project",
+            "kind",
+            "format",
+            "images",
+            "filters",
+            "aspect_pairs",
+            "include_ties",
+            "layout",
+            "labels",
+            "reward_version",
+            "image_feature",
+        ]
 
     def request_data(self) -> dict:
         data = self.cleaned_data
@@ -90,10 +108,10 @@ class ExportLaunchForm(forms.ModelForm):
             return data
         try:
             if data.get("project") is None:
-                exporters.parse_request(self.request_data())
+                parse_request(self.request_data())
             else:  # also the reward version: that it exists and is the project's
-                export_runs.validated_request(data["project"], self.request_data())
-        except exporters.ExportInvalid as invalid:
+                validated_request(data["project"], self.request_data())
+        except ExportInvalid as invalid:
             for name, messages in invalid.errors.items():
                 text = json.dumps(messages) if isinstance(messages, dict) else "; ".join(messages)
                 self.add_error(name if name in self.fields else None, text)
@@ -102,20 +120,51 @@ class ExportLaunchForm(forms.ModelForm):
 
 @admin.register(ExportRun)
 class ExportRunAdmin(JobLaunchAdmin):
-    list_display = ["id", "project", "kind", "format", "images", "progress_column",
-                    "rows_written", "size", "download_link", "message", "created_at"]
+    list_display = [
+        "id",
+        "project",
+        "kind",
+        "format",
+        "images",
+        "progress_column",
+        "rows_written",
+        "size",
+        "download_link",
+        "message",
+        "created_at",
+    ]
     list_filter = ["status", "kind", "format", "project"]
     form = ExportLaunchForm
-    readonly = ["project", "progress_column", "live", "message", "download_link", "kind",
-                "format", "images", "filters", "options", "counts", "rows_written", "size",
-                "content_sha256", "manifest_pretty", "trigger", "requested_by", "attempts",
-                "created_at", "started_at", "heartbeat_at", "finished_at"]
+    readonly = [
+        "project",
+        "progress_column",
+        "live",
+        "message",
+        "download_link",
+        "kind",
+        "format",
+        "images",
+        "filters",
+        "options",
+        "counts",
+        "rows_written",
+        "size",
+        "content_sha256",
+        "manifest_pretty",
+        "trigger",
+        "requested_by",
+        "attempts",
+        "created_at",
+        "started_at",
+        "heartbeat_at",
+        "finished_at",
+    ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("project")
 
     def save_model(self, request: HttpRequest, obj: ExportRun, form, change: bool) -> None:  # noqa: ANN001
-        run = export_runs.request_export(
+        run = request_export(
             form.cleaned_data["project"],
             form.request_data(),
             trigger=ExportRun.Trigger.ADMIN,
@@ -134,7 +183,7 @@ class ExportRunAdmin(JobLaunchAdmin):
 
     @admin.display(description="size", ordering="size_bytes")
     def size(self, run: ExportRun) -> str:
-        return exporters.human_bytes(run.size_bytes) if run.size_bytes else "—"
+        return human_bytes(run.size_bytes) if run.size_bytes else "—"
 
     @admin.display(description="archive")
     def download_link(self, run: ExportRun) -> str:
@@ -150,11 +199,10 @@ class ExportRunAdmin(JobLaunchAdmin):
         return format_html("<pre>{}</pre>", json.dumps(run.manifest, indent=2))
 
 
-
 @admin.action(description="Export a dataset…")
 def export_dataset(modeladmin, request: HttpRequest, queryset: QuerySet):  # noqa: ANN001, ANN201
     """On the Projects page: opens the export form with the project filled in."""
-    return launch_form_for("admin:annotation_exportrun_add", queryset)
+    return launch_form_for("admin:exports_exportrun_add", queryset)
 
 
 ProjectAdmin.actions = [*(ProjectAdmin.actions or []), export_dataset]
