@@ -1,28 +1,52 @@
-"""The abstract Job every long-running piece of work is a row of (DESIGN.md, "Data model").
+"""The abstract Job every long-running piece of work is a row of (DESIGN.md, "Data model"),
+and the one runner that executes them.
 
 A job row holds status, progress 0..1, a message, a heartbeat and timestamps; a thin
-Celery task reloads it by pk and calls a plain function that reports through
-:meth:`Job.report`. Status changes are compare-and-set ``update()`` calls whose row count
-is checked, so running a task twice (a redelivered message, a retry) is harmless: only
-one caller ever moves a job from ``pending`` to ``running``.
+Celery task reloads it by pk and hands it to :func:`run_job` with the job type's plain
+work function. The runner owns every status transition: it claims the row, keeps its
+heartbeat alive from a thread of its own whatever phase the work is in (so the stale-job
+reaper never takes a live job for dead), maps the known outcomes (not enough data →
+skipped, a cancel → cancelled, a missing file → failed naming it, a user-fixable failure →
+failed with its message, anything else → failed with the error) and finishes the row.
+Status changes are compare-and-set ``update()`` calls whose row count is checked, so
+running a task twice (a redelivered message, a retry) is harmless: only one caller ever
+moves a job from ``pending`` to ``running``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+log = logging.getLogger(__name__)
+
 RESUME_MESSAGE = "its worker stopped responding; queued again to resume from the last checkpoint"
+HEARTBEAT_SECONDS = 30.0  # at most; a quarter of JOB_HEARTBEAT_TIMEOUT_SECONDS when shorter
 
 
 class JobCancelled(Exception):
     """Raised inside a job's work when somebody asked it to stop."""
+
+
+class JobSkipped(Exception):
+    """The job has nothing to do yet (too few judgements, no feedback): it ends as
+    ``skipped`` with this message, which says what is missing."""
+
+
+class JobFailed(Exception):
+    """A failure the user can fix (a bad request found late, an unreadable image): the
+    job ends as ``failed`` with this message and no traceback in the worker's log."""
 
 
 class Job(models.Model):
@@ -65,11 +89,15 @@ class Job(models.Model):
     def claim(self) -> bool:
         """pending → running; False when another worker got it first (or it was cancelled)."""
         now = timezone.now()
-        claimed = type(self).objects.filter(pk=self.pk, status=self.Status.PENDING).update(
-            status=self.Status.RUNNING,
-            started_at=now,
-            heartbeat_at=now,
-            attempts=models.F("attempts") + 1,
+        claimed = (
+            type(self)
+            .objects.filter(pk=self.pk, status=self.Status.PENDING)
+            .update(
+                status=self.Status.RUNNING,
+                started_at=now,
+                heartbeat_at=now,
+                attempts=models.F("attempts") + 1,
+            )
         )
         if claimed:
             self.refresh_from_db()
@@ -109,13 +137,15 @@ class Job(models.Model):
 
     def request_cancel(self) -> bool:
         """A pending job is cancelled at once; a running one stops at its next report."""
-        cancelled_now = type(self).objects.filter(
-            pk=self.pk, status=self.Status.PENDING
-        ).update(
-            status=self.Status.CANCELLED,
-            cancel_requested=True,
-            finished_at=timezone.now(),
-            message="cancelled before it started",
+        cancelled_now = (
+            type(self)
+            .objects.filter(pk=self.pk, status=self.Status.PENDING)
+            .update(
+                status=self.Status.CANCELLED,
+                cancel_requested=True,
+                finished_at=timezone.now(),
+                message="cancelled before it started",
+            )
         )
         if not cancelled_now:
             type(self).objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
@@ -150,9 +180,11 @@ class Job(models.Model):
         """running with a stale heartbeat → pending again, to resume from its last
         checkpoint; compare-and-set, so two reapers cannot both requeue it."""
         limit = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_SECONDS)
-        requeued = type(self).objects.filter(
-            pk=self.pk, status=self.Status.RUNNING, heartbeat_at__lt=limit
-        ).update(status=self.Status.PENDING, message=message)
+        requeued = (
+            type(self)
+            .objects.filter(pk=self.pk, status=self.Status.RUNNING, heartbeat_at__lt=limit)
+            .update(status=self.Status.PENDING, message=message)
+        )
         if requeued:
             self.refresh_from_db()
         return bool(requeued)
@@ -167,3 +199,123 @@ class Job(models.Model):
         for pk in requeued:
             transaction.on_commit(lambda pk=pk: enqueue(pk))
         return requeued
+
+
+# --- the runner -------------------------------------------------------------------------------
+
+ProgressListener = Callable[[float, str], None]
+J = TypeVar("J", bound=Job)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a job's work returns when it succeeded: the final message and columns."""
+
+    message: str
+    fields: dict[str, object] = field(default_factory=dict)
+
+
+class Progress:
+    """What a job's work reports through: the row (:meth:`Job.report`: progress, heartbeat,
+    cancel check) and every listener given to the runner (a command's progress bar)."""
+
+    def __init__(self, job: Job, listeners: Sequence[ProgressListener] = ()) -> None:
+        self.job, self.listeners = job, tuple(listeners)
+
+    def __call__(self, fraction: float, message: str = "", **fields: object) -> None:
+        self.job.report(fraction, message, **fields)
+        for listener in self.listeners:
+            listener(fraction, message or self.job.message)
+
+
+Work = Callable[[J, Progress], Outcome]
+
+
+def cancelled_plainly(job: Job) -> str:
+    return "cancelled"
+
+
+def run_job(
+    job: J,
+    work: Work,
+    *,
+    listeners: Sequence[ProgressListener] = (),
+    on_cancel: Callable[[J], str] = cancelled_plainly,
+    cancels: tuple[type[Exception], ...] = (),
+    failures: tuple[type[Exception], ...] = (),
+) -> bool:
+    """Claim ``job``, run ``work(job, progress)`` with the heartbeat kept alive, and finish
+    the row by what happened. ``on_cancel(job)`` gives the cancelled message (and may do
+    the job type's last rites, e.g. score what a cancelled round made); ``cancels`` are
+    the exceptions besides JobCancelled that mean a cancel (a trainer's own, raised from
+    its ``should_stop``: this module stays torch-free, so it cannot name them); ``failures``
+    are the job type's own exception types whose message is meant for the user. Returns False
+    when another caller had claimed the job (nothing was done). Unknown errors are logged
+    and raised again after the row is marked failed, so Celery records them too."""
+    if not job.claim():
+        return False
+    status = job.Status
+    try:
+        with keep_alive(job):
+            outcome = work(job, Progress(job, listeners))
+    except JobSkipped as reason:
+        job.finish(status.SKIPPED, str(reason))
+    except (JobCancelled, *cancels):
+        job.finish(status.CANCELLED, on_cancel(job))
+    except FileNotFoundError as error:
+        job.finish(status.FAILED, missing_file_message(error))
+    except (JobFailed, *failures) as error:
+        job.finish(status.FAILED, str(error))
+    except Exception as error:
+        log.exception("%s failed", job)
+        job.finish(status.FAILED, f"{type(error).__name__}: {error}")
+        raise
+    else:
+        job.finish(status.SUCCEEDED, outcome.message, **outcome.fields)
+    return True
+
+
+def missing_file_message(error: FileNotFoundError) -> str:
+    """The file named, and what to do; an error raised with a sentence of its own (the
+    exporters' "image … is missing from MEDIA_ROOT …") keeps that sentence."""
+    if error.filename is None:
+        return str(error)
+    return f"missing file {error.filename}: re-import that image, or fix the path that names it"
+
+
+def heartbeat_seconds() -> float:
+    return min(HEARTBEAT_SECONDS, settings.JOB_HEARTBEAT_TIMEOUT_SECONDS / 4)
+
+
+@contextmanager
+def keep_alive(job: Job) -> Iterator[None]:
+    """A heartbeat every :func:`heartbeat_seconds` from a thread of its own while the work
+    runs, for the phases that report nothing for a while (one slow edit in an evaluation,
+    a big first FETCH, zipping a large table): a job that is alive is never requeued."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(heartbeat_seconds()):
+                type(job).objects.filter(pk=job.pk, status=job.Status.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        finally:
+            connection.close()  # this thread's own connection
+
+    name = f"job-{job._meta.label}-{job.pk}-heartbeat"
+    thread = threading.Thread(target=beat, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def execute_by_pk(model: type[J], pk: int, execute: Callable[[J], object], *related: str) -> str:
+    """The body of every job's Celery task: reload the row, execute it, return its status."""
+    job = model.objects.select_related(*related).get(pk=pk)
+    execute(job)
+    job.refresh_from_db()
+    return job.status

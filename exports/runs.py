@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from importlib import metadata
@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation.models import Project
-from editloop.jobs import JobCancelled
+from editloop.jobs import Outcome, Progress, ProgressListener, run_job
 from exports import archive, queries, writers
 from exports.models import ExportRun, exports_root
 from exports.request import ExportInvalid, ExportRequest, parse_request
@@ -143,60 +143,28 @@ def requeue_stalled_exports() -> list[int]:
 
 # --- executing one --------------------------------------------------------------------------
 
-ProgressHook = Callable[[float, str], None]
 
-
-def execute(run: ExportRun, on_progress: ProgressHook | None = None) -> None:
+def execute(run: ExportRun, on_progress: ProgressListener | None = None) -> None:
     """Write the archive and record it on the run. Safe to call twice: only the caller
     that moves the run to ``running`` does the work. ``on_progress(fraction, message)``
     also sees every report (the command's progress bar)."""
-    if not run.claim():
-        return
-    run.echo = on_progress
+    listeners = [on_progress] if on_progress else []
+    run_job(run, export, listeners=listeners, on_cancel=nothing_kept, failures=(ExportCannotRun,))
+
+
+def nothing_kept(run: ExportRun) -> str:
+    return "cancelled; nothing kept"
+
+
+def export(run: ExportRun, progress: Progress) -> Outcome:
+    """The archive, written in a staging folder first: nothing half-written is ever left
+    where the download looks, whatever stopped the work."""
     staging, partial = _work_paths(run)
     _remove(staging, partial)  # what an attempt killed with its worker left behind
     try:
-        with keep_alive(run):
-            _export(run, staging, partial)
-    except JobCancelled:
-        run.finish(ExportRun.Status.CANCELLED, "cancelled; nothing kept")
-    except (FileNotFoundError, ExportCannotRun) as error:
-        run.finish(ExportRun.Status.FAILED, str(error))
-    except Exception as error:
-        log.exception("export %s failed", run.pk)
-        run.finish(ExportRun.Status.FAILED, f"{type(error).__name__}: {error}")
-        raise
+        return _export(run, progress, staging, partial)
     finally:
         _remove(staging, partial)
-
-
-@contextmanager
-def keep_alive(run: ExportRun) -> Iterator[None]:
-    """A heartbeat every HEARTBEAT_SECONDS from a thread of its own, for the phases that
-    report no progress for a while (a big first FETCH, ``save_to_disk``, zipping a large
-    table): without it the reaper would take a live export for dead and queue it twice."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        try:
-            while not stop.wait(heartbeat_seconds()):
-                ExportRun.objects.filter(pk=run.pk, status=ExportRun.Status.RUNNING).update(
-                    heartbeat_at=timezone.now()
-                )
-        finally:
-            connection.close()  # this thread's own connection
-
-    thread = threading.Thread(target=beat, name=f"export-{run.pk}-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def heartbeat_seconds() -> float:
-    return min(HEARTBEAT_SECONDS, settings.JOB_HEARTBEAT_TIMEOUT_SECONDS / 4)
 
 
 def _work_paths(run: ExportRun) -> tuple[Path, Path]:
@@ -209,13 +177,13 @@ def _remove(staging: Path, partial: Path) -> None:
     partial.unlink(missing_ok=True)
 
 
-def _export(run: ExportRun, staging: Path, partial: Path) -> None:
+def _export(run: ExportRun, progress: Progress, staging: Path, partial: Path) -> Outcome:
     request = request_of(run)
     project = {"id": run.project_id, "name": run.project.name}
     labels, reward_version = model_labels(request)
     with streaming_queries() as run_query:
         ((low, high),) = list(run_query(*queries.key_range_sql(request, run.project_id)))
-        reporter = Reporter(run, low, high)
+        reporter = Reporter(progress, low, high)
         reporter.now(0.0, "querying")
         written = writers.write_tables(
             queries.export_rows(request, run.project_id, run_query, labels),
@@ -244,15 +212,16 @@ def _export(run: ExportRun, staging: Path, partial: Path) -> None:
     final = exports_root() / run.relative_path
     partial.replace(final)
     kept["seconds"] = {"rows": round(written.seconds, 3), "archive": round(archived.seconds, 3)}
-    run.finish(
-        ExportRun.Status.SUCCEEDED,
+    return Outcome(
         _summary(written, archived),
-        file=run.relative_path,
-        size_bytes=archived.size_bytes,
-        content_sha256=archived.content_sha256,
-        manifest=kept,
-        counts=written.counts,
-        rows_written=total,
+        {
+            "file": run.relative_path,
+            "size_bytes": archived.size_bytes,
+            "content_sha256": archived.content_sha256,
+            "manifest": kept,
+            "counts": written.counts,
+            "rows_written": total,
+        },
     )
 
 
@@ -364,8 +333,8 @@ class Reporter:
     UPDATE a second; rows are 0–90 % (placed by their ordering key), the archive the last
     10 %."""
 
-    def __init__(self, run: ExportRun, low: int | None, high: int | None) -> None:
-        self.run, self.low, self.high = run, low, high
+    def __init__(self, progress: Progress, low: int | None, high: int | None) -> None:
+        self.progress, self.low, self.high = progress, low, high
         self.last = 0.0
 
     def __call__(self, phase: str, done: int, key: int | None) -> None:
@@ -385,9 +354,7 @@ class Reporter:
 
     def now(self, fraction: float, message: str, **fields: object) -> None:
         self.last = time.monotonic()
-        self.run.report(fraction, message, **fields)
-        if getattr(self.run, "echo", None):
-            self.run.echo(fraction, message)
+        self.progress(fraction, message, **fields)
 
 
 def fraction_done(key: int, low: int | None, high: int | None) -> float:

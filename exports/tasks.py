@@ -6,6 +6,7 @@ beat schedule in django-celery-beat's tables and stored task results still name 
 
 from celery import shared_task
 
+from editloop.jobs import execute_by_pk
 from exports import runs
 from exports.models import ExportRun
 
@@ -13,10 +14,7 @@ from exports.models import ExportRun
 @shared_task(name="annotation.export", acks_late=True)
 def export(run_id: int) -> str:
     """A dataset export; light work: the default queue."""
-    run = ExportRun.objects.select_related("project").get(pk=run_id)
-    runs.execute(run)
-    run.refresh_from_db()
-    return run.status
+    return execute_by_pk(ExportRun, run_id, runs.execute, "project")
 
 
 @shared_task(name="annotation.requeue_stalled_exports")

@@ -18,7 +18,7 @@ from PIL import Image as PILImage
 
 from annotation.importers import store_pil_image
 from annotation.models import EditTask, Variant
-from editloop.jobs import JobCancelled
+from editloop.jobs import Outcome, Progress, run_job
 from rewards.models import RewardModelVersion
 from rewards.tasks import score_variants
 from training.feedback import source_photo
@@ -73,25 +73,12 @@ def source_tasks(run: GenerationRun) -> list[EditTask]:
 
 def execute(run: GenerationRun) -> None:
     """Safe to call twice: only the caller that moves the run to ``running`` works."""
-    if not run.claim():
-        return
-    try:
-        generate_round(run)
-    except JobCancelled:
-        scoring = score_new_variants(run)
-        run.finish(
-            GenerationRun.Status.CANCELLED, f"cancelled after {run.tasks_created} tasks{scoring}"
-        )
-    except Exception as error:
-        log.exception("generation run %s failed", run.pk)
-        run.finish(GenerationRun.Status.FAILED, f"{type(error).__name__}: {error}")
-        raise
-    else:
-        run.finish(
-            GenerationRun.Status.SUCCEEDED,
-            f"round {run.round}: {run.tasks_created} new tasks, {run.variants_created} "
-            f"variants, now in the annotation queue{score_new_variants(run)}",
-        )
+    run_job(run, generate_round, on_cancel=cancelled)
+
+
+def cancelled(run: GenerationRun) -> str:
+    """What a cancelled round made stays in the queue, and is scored."""
+    return f"cancelled after {run.tasks_created} tasks{score_new_variants(run)}"
 
 
 def score_new_variants(run: GenerationRun) -> str:
@@ -110,7 +97,7 @@ def score_new_variants(run: GenerationRun) -> str:
     return f"; reward model v{version.number} is scoring them"
 
 
-def generate_round(run: GenerationRun) -> None:
+def generate_round(run: GenerationRun, progress: Progress) -> Outcome:
     editor = editor_for(run)
     slots = slots_of(run)
     tasks = source_tasks(run)
@@ -118,17 +105,21 @@ def generate_round(run: GenerationRun) -> None:
     # Counted once (a resumed run's earlier work), then kept up to date here.
     created = len(done)
     variants = Variant.objects.filter(task__generated_by__run=run).count()
-    run.report(0.0, f"{len(done)} of {len(tasks)} tasks already generated")
+    progress(0.0, f"{len(done)} of {len(tasks)} tasks already generated")
     for number, task in enumerate(tasks, start=1):
         if task.pk not in done:
             saved = save_generated_task(run, task, editor, slots, edit_task(editor, task, slots))
             created, variants = created + (saved > 0), variants + saved
-        run.report(
+        progress(
             number / max(len(tasks), 1),
             f"generated {number}/{len(tasks)} tasks",
             tasks_created=created,
             variants_created=variants,
         )
+    return Outcome(
+        f"round {run.round}: {run.tasks_created} new tasks, {run.variants_created} "
+        f"variants, now in the annotation queue{score_new_variants(run)}"
+    )
 
 
 def edit_task(editor, task: EditTask, slots: list[Slot]) -> list[PILImage.Image]:  # noqa: ANN001
@@ -178,7 +169,8 @@ def save_generated_task(
             category=source_task.category,
             split=source_task.split,
             round=run.round,
-            external_id=f"{source_task.external_id}@r{run.round}" if source_task.external_id
+            external_id=f"{source_task.external_id}@r{run.round}"
+            if source_task.external_id
             else "",
         )
         stored = [(store_pil_image(image), slot) for image, slot in distinct]

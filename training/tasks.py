@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from editloop.jobs import execute_by_pk
 from training import scheduling
 from training.models import FinetuneRun, GenerationRun
 
@@ -20,10 +21,7 @@ def finetune(run_id: int) -> str:
 def generate(run_id: int) -> str:
     from training.generation_runs import execute
 
-    run = GenerationRun.objects.select_related("project", "finetune_run").get(pk=run_id)
-    execute(run)
-    run.refresh_from_db()
-    return run.status
+    return execute_by_pk(GenerationRun, run_id, execute, "project", "finetune_run")
 
 
 @shared_task(name="training.requeue_stalled_jobs")

@@ -18,6 +18,7 @@ from django.test import Client
 from django.utils import timezone
 
 from annotation.models import Image, Judgement, Project
+from editloop import jobs
 from exports import runs, writers
 from exports.archive import build_archive
 from exports.models import ExportRun, exports_root
@@ -175,7 +176,7 @@ def test_outside_a_transaction_rows_stream_on_a_connection_of_their_own(
 
 
 def test_a_long_silent_phase_still_sends_heartbeats(judged, transactional_db, monkeypatch):
-    monkeypatch.setattr(runs, "HEARTBEAT_SECONDS", 0.1)
+    monkeypatch.setattr(jobs, "HEARTBEAT_SECONDS", 0.1)
     beats = []
 
     def slow_archive(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -191,7 +192,7 @@ def test_a_long_silent_phase_still_sends_heartbeats(judged, transactional_db, mo
 
     assert ExportRun.objects.get(pk=run.pk).status == "succeeded"
     assert beats and beats[0] >= timedelta(seconds=0.5)
-    assert not [t for t in threading.enumerate() if t.name.startswith("export-")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("job-")]
 
 
 class FakeCursor:
