@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -28,6 +27,7 @@ from rewards.reward_model import BlipRewardModel, RewardModelConfig
 from rewards.scoring import score_judgement_variants
 from rewards.selection import dataset_hash, training_judgements
 from rewards.trainer import TrainConfig, TrainingCancelled, TrainResult, train
+from training.training_utils import StepReport
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def _train_and_register(run: RewardTrainingRun) -> RewardModelVersion:
         config,
         run.work_dir,
         feature_cache=feature_cache(),
-        on_progress=lambda fraction, loss, message: _progress(run, fraction, loss, message),
+        on_progress=lambda report: _progress(run, report),
         should_stop=run.cancel_was_requested,
     )
     _report(run, 0.92, "evaluating on val and test", **curves(result.history))
@@ -241,15 +241,15 @@ def _report(run: RewardTrainingRun, fraction: float, message: str, **fields: obj
         run.echo(fraction, message)
 
 
-_STEP = re.compile(r"step (\d+)/")
-
-
-def _progress(run: RewardTrainingRun, fraction: float, loss: float | None, message: str) -> None:
-    """The live loss curve; the trainer's history replaces it when training ends."""
-    step = _STEP.search(message)
-    point = {"step": int(step.group(1)) if step else len(run.loss_curve), "loss": loss}
-    curve = run.loss_curve + ([point] if loss is not None else [])
-    _report(run, 0.02 + 0.9 * fraction, message, current_loss=loss, loss_curve=curve[-2000:])
+def _progress(run: RewardTrainingRun, report: StepReport) -> None:
+    """The live loss curve, a point per step report (reports between steps have no loss);
+    the trainer's history replaces it when training ends."""
+    point = {"step": report.step, "loss": report.loss}
+    curve = run.loss_curve + ([point] if report.loss is not None else [])
+    _report(
+        run, 0.02 + 0.9 * report.fraction, report.message,
+        current_loss=report.loss, loss_curve=curve[-2000:],
+    )  # fmt: skip
 
 
 def curves(history: list[dict]) -> dict[str, list[dict]]:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import logging
 import math
-import random
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,25 +40,29 @@ from rewards.device import resolve_device
 from rewards.feature_cache import FeatureCache
 from rewards.losses import reward_loss
 from rewards.reward_model import BlipRewardModel
+from training.training_utils import (
+    ProgressFn,
+    ShouldStop,
+    StepReport,
+    checkpoint_dir,
+    latest_checkpoint,
+    prune_checkpoints,
+    replacing_directory,
+    report_step,
+    restore_rng_states,
+    rng_states,
+    seed_everything,
+    stop_if_asked,
+)
+from training.training_utils import TrainingCancelled as TrainingCancelled  # train raises it
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
 # ImageReward §4.1 fine-tunes BLIP at 1e-5; a random-init tiny model needs a far larger step.
 DEFAULT_LR_PRETRAINED = 1e-5
 DEFAULT_LR_TINY = 1e-3
-
-ProgressFn = Callable[[float, float | None, str], None]
-
-
-class TrainingCancelled(Exception):
-    """should_stop() said stop; a checkpoint was saved first, so `train` can resume."""
-
-    def __init__(self, step: int, checkpoint: Path) -> None:
-        super().__init__(f"training cancelled at step {step}; checkpoint saved in {checkpoint}")
-        self.step, self.checkpoint = step, checkpoint
 
 
 @dataclass
@@ -109,31 +112,6 @@ class _State:
 
 
 # --- setup ----------------------------------------------------------------------------------
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -190,7 +168,7 @@ def _inputs(
     def report(what: str) -> Callable[[int, int], None]:
         def call(done: int, total: int) -> None:
             message = f"encoding {total} new {what} for the feature cache: {done}/{total}"
-            progress(0.0, None, message)
+            progress(StepReport(0, 0, message=message))  # before step 0: no total yet
 
         return call
 
@@ -241,55 +219,41 @@ def _setup(
 # --- checkpoints ------------------------------------------------------------------------------
 
 
-def _checkpoints(output_dir: Path) -> list[Path]:
-    found = [
-        path
-        for path in output_dir.glob(f"{CHECKPOINT_PREFIX}*")
-        if path.name[len(CHECKPOINT_PREFIX) :].isdigit() and (path / STATE_FILE).is_file()
-    ]
-    return sorted(found, key=lambda path: int(path.name[len(CHECKPOINT_PREFIX) :]))
-
-
 def save_checkpoint(run: _Run, state: _State) -> Path:
     """Write checkpoint-<step>/state.pt atomically and keep the newest `keep_checkpoints`."""
-    target = run.output_dir / f"{CHECKPOINT_PREFIX}{state.step}"
-    temporary = run.output_dir / f".{target.name}.tmp"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
+    target = checkpoint_dir(run.output_dir, state.step)
     payload = {
         "model": run.model.trainable_state_dict(),
         "frozen_fingerprint": run.model.frozen_fingerprint,
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
-        "rng": _rng_state(),
+        "rng": rng_states(),
         "state": asdict(state),
         "config": run.config.as_dict(),
     }
-    torch.save(payload, temporary / STATE_FILE)
-    shutil.rmtree(target, ignore_errors=True)
-    temporary.rename(target)
-    for old in _checkpoints(run.output_dir)[: -run.config.keep_checkpoints]:
-        shutil.rmtree(old, ignore_errors=True)
+    with replacing_directory(target) as temporary:
+        torch.save(payload, temporary / STATE_FILE)
+    prune_checkpoints(run.output_dir, run.config.keep_checkpoints, STATE_FILE)
     return target
 
 
 def _restore(run: _Run) -> tuple[_State, int | None]:
     """Load the newest checkpoint, if any; returns the state and the step resumed from."""
-    checkpoints = _checkpoints(run.output_dir)
-    if not checkpoints:
+    latest = latest_checkpoint(run.output_dir, STATE_FILE)
+    if latest is None:
         return _State(), None
-    payload = torch.load(checkpoints[-1] / STATE_FILE, map_location="cpu", weights_only=False)
+    payload = torch.load(latest / STATE_FILE, map_location="cpu", weights_only=False)
     if payload["frozen_fingerprint"] != run.model.frozen_fingerprint:
         raise ValueError(
-            f"{checkpoints[-1]} was trained on other frozen weights than this model's; "
+            f"{latest} was trained on other frozen weights than this model's; "
             "use a fresh output_dir or the same base and freeze_fraction"
         )
     if payload["config"] != run.config.as_dict():
-        log.warning("resuming %s with a changed TrainConfig", checkpoints[-1])
+        log.warning("resuming %s with a changed TrainConfig", latest)
     run.model.load_state_dict(payload["model"], strict=False)
     run.optimizer.load_state_dict(payload["optimizer"])
     run.scheduler.load_state_dict(payload["scheduler"])
-    _set_rng_state(payload["rng"])
+    restore_rng_states(payload["rng"])
     state = _State(**payload["state"])
     return state, state.step
 
@@ -467,22 +431,25 @@ def train(
     output_dir: str | Path,
     feature_cache: FeatureCache | None = None,
     on_progress: ProgressFn | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> TrainResult:
-    """Train (or resume training) `model` in place; on return it holds the best val state."""
+    """Train (or resume training) `model` in place; on return it holds the best val state.
+    `on_progress` gets a StepReport every `log_every` steps (and while the cache fills);
+    `should_stop` is asked before every step (training/training_utils.py: cancelling)."""
     started = time.monotonic()
     config.validate()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    progress = on_progress or (lambda fraction, loss, message: None)
+    progress = on_progress or (lambda report: None)
     counts_before = _cache_counts(feature_cache)
     seed_everything(config.seed)
     run = _setup(model, train_records, val_records, config, output_dir, feature_cache, progress)
     state, resumed_from = _restore(run)
     if resumed_from is not None:
-        progress(resumed_from / run.total_steps, None, f"resuming from step {resumed_from}")
+        message = f"resuming from step {resumed_from}"
+        progress(StepReport(resumed_from, run.total_steps, message=message))
     if not state.stopped_early:
-        _loop(run, state, progress, should_stop or (lambda: False))
+        _loop(run, state, progress, should_stop)
     _load_best(run)
     model.eval()
     return TrainResult(
@@ -508,11 +475,11 @@ def train(
     )
 
 
-def _loop(run: _Run, state: _State, progress: ProgressFn, should_stop: Callable[[], bool]) -> None:
+def _loop(run: _Run, state: _State, progress: ProgressFn, should_stop: ShouldStop | None) -> None:
     window: list[dict[str, float]] = []
+    checkpoint = partial(save_checkpoint, run, state)  # of the step `state` is at then
     for batch in _batches_from(run, state.step):
-        if should_stop():
-            raise TrainingCancelled(state.step, save_checkpoint(run, state))
+        stop_if_asked(should_stop, state.step, checkpoint)
         window.append(_train_step(run, batch))
         state.step += 1
         evaluation_due = _is_evaluation_step(run, state.step)
@@ -524,7 +491,7 @@ def _loop(run: _Run, state: _State, progress: ProgressFn, should_stop: Callable[
                 _after_evaluation(run, state, evaluation)
                 row.update({k: v for k, v in evaluation.items() if k != "val_metrics"})
             state.history.append(row)
-            progress(state.step / run.total_steps, row["train_loss"], _message(run, state, row))
+            report_step(progress, _step_report(run, state, row), checkpoint)
         if evaluation_due:
             save_checkpoint(run, state)
         if state.stopped_early:
@@ -534,7 +501,7 @@ def _loop(run: _Run, state: _State, progress: ProgressFn, should_stop: Callable[
         state.best_step = state.step  # nothing to select on: the last state is the best
         _save_best(run)
         changed = True
-    if changed or not (run.output_dir / f"{CHECKPOINT_PREFIX}{state.step}").is_dir():
+    if changed or not checkpoint_dir(run.output_dir, state.step).is_dir():
         save_checkpoint(run, state)  # the end of training, unless that step is saved already
 
 
@@ -548,6 +515,18 @@ def _history_row(run: _Run, state: _State, window: list[dict[str, float]]) -> di
         "train_aspect_loss": mean["aspect_loss"],
         "lr": run.scheduler.get_last_lr()[0],
     }
+
+
+def _step_report(run: _Run, state: _State, row: dict[str, Any]) -> StepReport:
+    """The history row as a progress event: mean train loss since the last one, the LR,
+    and the row's other figures (epoch, loss parts, val ones at evaluations) as extras."""
+    extras = {
+        key: value
+        for key, value in row.items()
+        if key not in ("step", "train_loss", "lr") and value is not None
+    }
+    message = _message(run, state, row)
+    return StepReport(state.step, run.total_steps, row["train_loss"], row["lr"], message, extras)
 
 
 def _message(run: _Run, state: _State, row: dict[str, Any]) -> str:
@@ -567,7 +546,7 @@ def training_steps(
     yields each step's losses and how many pairs it saw, forever (epoch after epoch)."""
     config.validate()
     seed_everything(config.seed)
-    progress: ProgressFn = lambda fraction, loss, message: None  # noqa: E731
+    progress: ProgressFn = lambda report: None  # noqa: E731
     run = _setup(model, records, [], config, Path("."), feature_cache, progress)
     epoch = 0
     while True:

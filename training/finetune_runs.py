@@ -93,7 +93,7 @@ class StepReporter:
         self.last = 0.0
         self.curve: list[dict] = list(run.loss_curve)
 
-    def __call__(self, report) -> None:  # noqa: ANN001  (training.trainer.StepReport)
+    def __call__(self, report) -> None:  # noqa: ANN001  (training.training_utils.StepReport)
         self.curve.append(_point({"step": report.step, "loss": report.loss, **report.extras}))
         now = time.monotonic()
         if now - self.last < REPORT_EVERY_SECONDS and report.step < report.total_steps:
@@ -101,7 +101,7 @@ class StepReporter:
         self.last = now
         self.run.report(
             0.01 + (TRAINING_SHARE - 0.01) * report.step / max(report.total_steps, 1),
-            f"step {report.step}/{report.total_steps}, loss {report.loss:.4f}",
+            report.message,
             step=report.step,
             total_steps=report.total_steps,
             current_loss=report.loss,

@@ -28,7 +28,6 @@ import copy
 import errno
 import json
 import math
-import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -67,20 +66,25 @@ from training.objectives import (
 )
 from training.pix2pix import EditorParts, load_editor_parts, save_pipeline
 from training.records import EditExample, PreferencePair
+from training.training_utils import (
+    ProgressFn,
+    ShouldStop,
+    StepReport,
+    checkpoint_dir,
+    latest_checkpoint,
+    prune_checkpoints,
+    replacing_directory,
+    report_step,
+    restore_rng_states,
+    rng_states,
+    seed_everything,
+    stop_if_asked,
+)
 
-CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "training_state.pt"
 PIPELINE_DIR = "pipeline"
 MULTIREWARD_UNET_DIR = "multireward_unet"
 METADATA_FILE = "editloop_finetune.json"
-
-
-@dataclass(frozen=True)
-class StepReport:
-    step: int
-    total_steps: int
-    loss: float
-    extras: dict[str, float]
 
 
 @dataclass
@@ -94,7 +98,6 @@ class FinetuneResult:
     is_random_init: bool = False
 
 
-StepCallback = Callable[[StepReport], None]
 Records = Sequence[EditExample] | Sequence[PreferencePair]
 
 
@@ -107,10 +110,13 @@ def train_editor(
     base: str,
     work_dir: Path,
     *,
-    on_step: StepCallback | None = None,
+    on_step: ProgressFn | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> FinetuneResult:
-    """Train, checkpoint, export `work_dir/pipeline/`. `on_step` runs after every optimizer
-    step; if it raises (a cancelled job), a checkpoint is written before the error goes on."""
+    """Train, checkpoint, export `work_dir/pipeline/`. `on_step` gets a StepReport after
+    every optimizer step; `should_stop` is asked before every step. Either way of stopping
+    (should_stop() true, on_step raising) writes a checkpoint first, so the same call
+    resumes there (training/training_utils.py: cancelling)."""
     config.validate()  # fields may have been changed since construction
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +131,7 @@ def train_editor(
     ema = ExponentialMovingAverage(unet, config.ema_decay) if config.ema_decay else None
     checkpoint = partial(save_checkpoint, work_dir, config, unet, optimizer, lr_scheduler, ema)
     state = TrainingState()
-    latest = latest_checkpoint(work_dir)
+    latest = latest_checkpoint(work_dir, STATE_FILE)
     if latest is not None:
         state = load_checkpoint(latest, config, unet, optimizer, lr_scheduler, ema, runtime)
     resumed_from = state.step
@@ -133,6 +139,7 @@ def train_editor(
     batches = BatchMaker(examples, config, runtime)
 
     while state.step < config.max_steps:
+        stop_if_asked(should_stop, state.step, partial(checkpoint, state, runtime))
         batch = batches.batch_for(state.step)
         with runtime.autocast():
             loss, extras = compute_loss(config, parts, trained_unet, batch, condition, reference)
@@ -152,13 +159,8 @@ def train_editor(
         saved = state.step % config.checkpoint_every == 0 or state.step == config.max_steps
         if saved:
             checkpoint(state, runtime)
-        try:
-            if on_step is not None:
-                on_step(StepReport(state.step, config.max_steps, loss.item(), extras))
-        except BaseException:
-            if not saved:
-                checkpoint(state, runtime)
-            raise
+        report = step_report(state.step, config.max_steps, loss.item(), lr_scheduler, extras)
+        report_step(on_step, report, None if saved else partial(checkpoint, state, runtime))
 
     _load_uint8.cache_clear()  # a worker process outlives the run
     metrics = {**data_metrics, **history_metrics(state.loss_history)}
@@ -236,6 +238,18 @@ def compute_loss(
     if config.method == "multireward":
         return multireward_loss(parts, unet, batch, condition, dropout)
     return supervised_loss(parts, unet, batch, dropout)
+
+
+def step_report(
+    step: int,
+    total_steps: int,
+    loss: float,
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler,
+    extras: dict[str, float],
+) -> StepReport:
+    message = f"step {step}/{total_steps}, loss {loss:.4f}"
+    lr = lr_scheduler.get_last_lr()[0]
+    return StepReport(step, total_steps, loss, lr, message, dict(extras))
 
 
 def warmup_factor(config: FinetuneConfig) -> Callable[[int], float]:
@@ -458,12 +472,6 @@ def start_runtime(config: FinetuneConfig) -> Runtime:
     return Runtime(config)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
 # --- EMA --------------------------------------------------------------------------------------
 
 
@@ -506,40 +514,6 @@ class TrainingState:
     loss_history: list[dict[str, float]] = field(default_factory=list)
 
 
-def checkpoint_steps(work_dir: Path) -> dict[int, Path]:
-    """Complete checkpoints by step (a half-written one has no state file yet)."""
-    found = {}
-    for path in Path(work_dir).glob(f"{CHECKPOINT_PREFIX}*"):
-        suffix = path.name.removeprefix(CHECKPOINT_PREFIX)
-        if suffix.isdigit() and (path / STATE_FILE).is_file():
-            found[int(suffix)] = path
-    return dict(sorted(found.items()))
-
-
-def latest_checkpoint(work_dir: Path) -> Path | None:
-    steps = checkpoint_steps(work_dir)
-    return steps[max(steps)] if steps else None
-
-
-def rng_states() -> dict[str, Any]:
-    states: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def restore_rng_states(states: dict[str, Any]) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
 def save_checkpoint(
     work_dir: Path,
     config: FinetuneConfig,
@@ -551,17 +525,13 @@ def save_checkpoint(
     runtime: Runtime,
 ) -> Path:
     """Write `checkpoint-<step>/` atomically (a temp dir renamed at the end), then prune."""
-    final = work_dir / f"{CHECKPOINT_PREFIX}{state.step}"
+    final = checkpoint_dir(work_dir, state.step)
     runtime.wait_for_everyone()
     if runtime.world_size > 1:
         # Every process keeps its own noise stream; process 0 writes everything else.
         final.mkdir(exist_ok=True)
         torch.save(rng_states(), final / f"rng_state_{runtime.rank}.pt")
     if runtime.is_main:
-        temporary = work_dir / f".{final.name}.tmp"
-        shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir()
-        unet.save_pretrained(temporary / "unet")
         training_state = {
             "step": state.step,
             "loss_history": state.loss_history,
@@ -571,20 +541,14 @@ def save_checkpoint(
             "ema": ema.state_dict() if ema is not None else None,
             "rng": rng_states(),
         }
-        torch.save(training_state, temporary / STATE_FILE)
-        for rank_file in final.glob("rng_state_*.pt") if final.exists() else []:
-            shutil.move(rank_file, temporary / rank_file.name)
-        shutil.rmtree(final, ignore_errors=True)
-        temporary.rename(final)
-        prune_checkpoints(work_dir, config.keep_last)
+        with replacing_directory(final) as temporary:
+            unet.save_pretrained(temporary / "unet")
+            torch.save(training_state, temporary / STATE_FILE)
+            for rank_file in final.glob("rng_state_*.pt") if final.exists() else []:
+                shutil.move(rank_file, temporary / rank_file.name)
+        prune_checkpoints(work_dir, config.keep_last, STATE_FILE)
     runtime.wait_for_everyone()
     return final
-
-
-def prune_checkpoints(work_dir: Path, keep_last: int) -> None:
-    steps = checkpoint_steps(work_dir)
-    for step in list(steps)[:-keep_last]:
-        shutil.rmtree(steps[step])
 
 
 def load_checkpoint(

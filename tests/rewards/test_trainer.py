@@ -9,7 +9,7 @@ import torch
 
 from rewards.feature_cache import FeatureCache
 from rewards.reward_model import BlipRewardModel
-from rewards.trainer import TrainConfig, TrainingCancelled, train
+from rewards.trainer import StepReport, TrainConfig, TrainingCancelled, train
 from tests.rewards import make_records
 
 
@@ -36,10 +36,10 @@ def losses(result) -> list[float]:  # noqa: ANN001
 
 
 def test_it_trains_and_leaves_checkpoints_and_a_loss_curve(tmp_path: Path, data: dict) -> None:
-    progress: list[tuple[float, float | None, str]] = []
+    progress: list[StepReport] = []
     result = train(
         fresh_model(), data["train"], data["val"], config(), tmp_path,
-        on_progress=lambda *report: progress.append(report),
+        on_progress=progress.append,
     )  # fmt: skip
     assert result.steps == 6 and [row["step"] for row in result.history] == [1, 2, 3, 4, 5, 6]
     assert "val_pairwise_accuracy" in result.history[2] and "val_loss" in result.history[5]
@@ -48,7 +48,8 @@ def test_it_trains_and_leaves_checkpoints_and_a_loss_curve(tmp_path: Path, data:
     checkpoints = sorted(p.name for p in tmp_path.glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-3", "checkpoint-6"]  # keep_checkpoints=2
     assert (tmp_path / "best.pt").is_file()
-    assert progress[-1][0] == pytest.approx(1.0) and "val pairwise accuracy" in progress[-1][2]
+    assert progress[-1].fraction == pytest.approx(1.0)
+    assert "val pairwise accuracy" in progress[-1].message
     assert [row["step"] for row in result.loss_curve] == [1, 2, 3, 4, 5, 6]
 
 
