@@ -27,7 +27,10 @@ class ImageUnreadable(RuntimeError):
     """An image file is missing or corrupt; the message names its path and sha256."""
 
     def __init__(self, path: str, sha256: str, reason: str) -> None:
-        super().__init__(f"cannot read image {path} (sha256 {sha256}): {reason}")
+        super().__init__(
+            f"cannot read image {path} (sha256 {sha256}): {reason}. "
+            "Re-import or remove that image."
+        )
         self.path, self.sha256 = path, sha256
 
 

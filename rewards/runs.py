@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
-from editloop.jobs import JobCancelled
+from editloop.jobs import JobSkipped, Outcome, Progress, ProgressListener, run_job
 from evaluation.metrics import calibrate_epsilon, human_ceiling, json_safe, reward_metrics
 from rewards.config import split_options, warm_start_options
 from rewards.dataset import ImageUnreadable, JudgementRecord
@@ -32,7 +31,7 @@ from training.training_utils import StepReport
 log = logging.getLogger(__name__)
 
 
-class NotEnoughData(Exception):
+class NotEnoughData(JobSkipped):
     """Too few judgements to train or to select a model: the run is skipped."""
 
 
@@ -51,37 +50,30 @@ def data_needs() -> DataNeeds:
 # --- executing a run -------------------------------------------------------------------------
 
 
-ProgressHook = Callable[[float, str], None]
-
-
-def execute(run: RewardTrainingRun, on_progress: ProgressHook | None = None) -> None:
+def execute(run: RewardTrainingRun, on_progress: ProgressListener | None = None) -> None:
     """Train, evaluate, register a version, and promote it if it beats the active one.
     Safe to call twice: only the caller that moves the run to ``running`` does the work.
     ``on_progress(fraction, message)`` also sees every report (the command's progress bar)."""
-    if not run.claim():
-        return
-    run.echo = on_progress
-    try:
-        version = _train_and_register(run)
-    except NotEnoughData as reason:
-        run.finish(RewardTrainingRun.Status.SKIPPED, str(reason))
-    except (JobCancelled, TrainingCancelled):
-        run.finish(RewardTrainingRun.Status.CANCELLED, "cancelled; checkpoints kept")
-    except ImageUnreadable as error:
-        run.finish(RewardTrainingRun.Status.FAILED, f"{error}. Re-import or remove that image.")
-    except Exception as error:
-        log.exception("reward run %s failed", run.pk)
-        run.finish(RewardTrainingRun.Status.FAILED, f"{type(error).__name__}: {error}")
-        raise
-    else:
-        run.finish(RewardTrainingRun.Status.SUCCEEDED, _summary(version), version=version)
-        if version.is_active:
-            from rewards.tasks import score_variants
-
-            transaction.on_commit(lambda: score_variants.delay(version.pk))
+    run_job(
+        run,
+        train_and_register,
+        listeners=[on_progress] if on_progress else [],
+        on_cancel=lambda run: "cancelled; checkpoints kept",
+        cancels=(TrainingCancelled,),
+        failures=(ImageUnreadable,),
+    )
 
 
-def _train_and_register(run: RewardTrainingRun) -> RewardModelVersion:
+def train_and_register(run: RewardTrainingRun, progress: Progress) -> Outcome:
+    version = _train_and_register(run, progress)
+    if version.is_active:
+        from rewards.tasks import score_variants
+
+        transaction.on_commit(lambda: score_variants.delay(version.pk))
+    return Outcome(_summary(version), {"version": version})
+
+
+def _train_and_register(run: RewardTrainingRun, progress: Progress) -> RewardModelVersion:
     project = run.project
     judgements = training_judgements(project)
     judgement_ids = list(judgements.values_list("id", flat=True))
@@ -89,7 +81,10 @@ def _train_and_register(run: RewardTrainingRun) -> RewardModelVersion:
     by_split = split_records(records)
     check_enough(by_split)
     _report(
-        run, 0.02, f"training on {len(by_split['train'])} judgements", judgements_used=len(records)
+        progress,
+        0.02,
+        f"training on {len(by_split['train'])} judgements",
+        judgements_used=len(records),
     )
 
     model_options, training_options = split_options(run.options)
@@ -106,7 +101,7 @@ def _train_and_register(run: RewardTrainingRun) -> RewardModelVersion:
     if start.parent is not None:
         config = wanted.training(config)
     if start.requested:
-        _report(run, 0.02, start.message)
+        _report(progress, 0.02, start.message)
     result = train(
         model,
         by_split["train"],
@@ -114,10 +109,10 @@ def _train_and_register(run: RewardTrainingRun) -> RewardModelVersion:
         config,
         run.work_dir,
         feature_cache=feature_cache(),
-        on_progress=lambda report: _progress(run, report),
+        on_progress=lambda report: _progress(run, progress, report),
         should_stop=run.cancel_was_requested,
     )
-    _report(run, 0.92, "evaluating on val and test", **curves(result.history))
+    _report(progress, 0.92, "evaluating on val and test", **curves(result.history))
     metrics = evaluate(model, by_split)
     version = register_version(run, model, result, judgement_ids, metrics, base_path, start)
     decide_promotion(version, model, by_split["val"], by_split["test"])
@@ -235,19 +230,17 @@ def feature_cache():  # noqa: ANN201
     return FeatureCache(settings.REWARD_MODEL_ROOT / "feature-cache")
 
 
-def _report(run: RewardTrainingRun, fraction: float, message: str, **fields: object) -> None:
-    run.report(fraction, message, **json_safe(fields))  # a NaN loss must not fail the run
-    if getattr(run, "echo", None):
-        run.echo(fraction, message)
+def _report(progress: Progress, fraction: float, message: str, **fields: object) -> None:
+    progress(fraction, message, **json_safe(fields))  # a NaN loss must not fail the run
 
 
-def _progress(run: RewardTrainingRun, report: StepReport) -> None:
+def _progress(run: RewardTrainingRun, progress: Progress, report: StepReport) -> None:
     """The live loss curve, a point per step report (reports between steps have no loss);
     the trainer's history replaces it when training ends."""
     point = {"step": report.step, "loss": report.loss}
     curve = run.loss_curve + ([point] if report.loss is not None else [])
     _report(
-        run, 0.02 + 0.9 * report.fraction, report.message,
+        progress, 0.02 + 0.9 * report.fraction, report.message,
         current_loss=report.loss, loss_curve=curve[-2000:],
     )  # fmt: skip
 

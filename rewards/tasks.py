@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from editloop.jobs import execute_by_pk
 from rewards import scheduling
 from rewards.models import RewardModelVersion, RewardTrainingRun
 
@@ -10,10 +11,7 @@ from rewards.models import RewardModelVersion, RewardTrainingRun
 def retrain(run_id: int) -> str:
     from rewards.runs import execute  # torch: loaded by the worker only
 
-    run = RewardTrainingRun.objects.select_related("project").get(pk=run_id)
-    execute(run)
-    run.refresh_from_db()
-    return run.status
+    return execute_by_pk(RewardTrainingRun, run_id, execute, "project")
 
 
 @shared_task(name="rewards.retrain_when_due")
@@ -36,4 +34,3 @@ def score_variants(version_id: int) -> int:
 
     version = RewardModelVersion.objects.select_related("project").get(pk=version_id)
     return score_project_variants(version)
-

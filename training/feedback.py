@@ -22,12 +22,13 @@ from django.db.models import QuerySet
 from PIL import Image as PILImage
 
 from annotation.models import EditTask, Image, Judgement, Project, Variant
+from editloop.jobs import JobSkipped
 from rewards.models import RewardModelVersion, VariantScore
 from rewards.selection import training_judgements
 from training.records import EditExample, PreferencePair
 
 
-class NotEnoughFeedback(Exception):
+class NotEnoughFeedback(JobSkipped):
     """Too little feedback for the chosen method: the run is skipped, saying what it needs."""
 
 

@@ -20,10 +20,10 @@ from PIL import Image as PILImage
 
 from annotation.importers import store_pil_image
 from annotation.models import EditTask, Membership, Project, Variant
-from editloop.jobs import JobCancelled
+from editloop.jobs import Outcome, Progress, run_job
 from rewards.models import RewardModelVersion
 from training.config import FinetuneConfig
-from training.feedback import Filters, NotEnoughFeedback, source_photo, training_data
+from training.feedback import Filters, source_photo, training_data
 from training.models import FinetuneRun
 
 log = logging.getLogger(__name__)
@@ -34,31 +34,16 @@ REPORT_EVERY_SECONDS = 0.5
 
 def execute(run: FinetuneRun) -> None:
     """Safe to call twice: only the caller that moves the run to ``running`` works."""
-    if not run.claim():
-        return
-    try:
-        finetune(run)
-    except NotEnoughFeedback as reason:
-        run.finish(FinetuneRun.Status.SKIPPED, str(reason))
-    except JobCancelled:
-        run.finish(
-            FinetuneRun.Status.CANCELLED,
-            f"cancelled at step {run.step}; checkpoints kept in {run.work_dir}",
-        )
-    except FileNotFoundError as error:
-        run.finish(
-            FinetuneRun.Status.FAILED,
-            f"missing file {error.filename}: re-import that image or fix the base path",
-        )
-    except Exception as error:
-        log.exception("fine-tune run %s failed", run.pk)
-        run.finish(FinetuneRun.Status.FAILED, f"{type(error).__name__}: {error}")
-        raise
-    else:
-        run.finish(FinetuneRun.Status.SUCCEEDED, summary(run))
+    from training.training_utils import TrainingCancelled  # torch: worker only
+
+    run_job(run, finetune, on_cancel=checkpoints_kept, cancels=(TrainingCancelled,))
 
 
-def finetune(run: FinetuneRun) -> None:
+def checkpoints_kept(run: FinetuneRun) -> str:
+    return f"cancelled at step {run.step}; checkpoints kept in {run.work_dir}"
+
+
+def finetune(run: FinetuneRun, progress: Progress) -> Outcome:
     from training.trainer import train_editor  # torch: worker only
 
     version = run.reward_version or RewardModelVersion.active_for(run.project_id)
@@ -66,9 +51,12 @@ def finetune(run: FinetuneRun) -> None:
         run.project, run.method, run.reward_source, version, Filters.from_dict(run.filters)
     )
     config = FinetuneConfig(method=run.method, **run.options)
-    run.report(0.01, f"training on {len(data)} examples", examples_used=len(data))
-    result = train_editor(config, data, run.base, run.work_dir, on_step=StepReporter(run))
-    run.report(
+    progress(0.01, f"training on {len(data)} examples", examples_used=len(data))
+    result = train_editor(
+        config, data, run.base, run.work_dir, on_step=StepReporter(run, progress),
+        should_stop=run.cancel_was_requested,
+    )  # fmt: skip
+    progress(
         TRAINING_SHARE,
         f"trained {result.steps} steps; evaluating",
         step=result.steps,
@@ -78,18 +66,19 @@ def finetune(run: FinetuneRun) -> None:
         result=_result_summary(result),
     )
     if run.evaluate:
-        evaluation = evaluate_against_base(run, version)
-        run.report(
+        evaluation = evaluate_against_base(run, version, progress)
+        progress(
             0.99, "evaluated", evaluation=evaluation, ab_project_id=evaluation.get("ab_project")
         )
+    return Outcome(summary(run))
 
 
 class StepReporter:
     """on_step for the trainer: progress, the live loss curve and the cancel check, at most
     every REPORT_EVERY_SECONDS (and always on the last step)."""
 
-    def __init__(self, run: FinetuneRun) -> None:
-        self.run = run
+    def __init__(self, run: FinetuneRun, progress: Progress) -> None:
+        self.run, self.progress = run, progress
         self.last = 0.0
         self.curve: list[dict] = list(run.loss_curve)
 
@@ -99,7 +88,7 @@ class StepReporter:
         if now - self.last < REPORT_EVERY_SECONDS and report.step < report.total_steps:
             return
         self.last = now
-        self.run.report(
+        self.progress(
             0.01 + (TRAINING_SHARE - 0.01) * report.step / max(report.total_steps, 1),
             report.message,
             step=report.step,
@@ -142,7 +131,9 @@ def evaluation_tasks(project: Project) -> list[EditTask]:
     return chosen[: settings.FINETUNE_EVAL_TASKS]
 
 
-def evaluate_against_base(run: FinetuneRun, version: RewardModelVersion | None) -> dict:
+def evaluate_against_base(
+    run: FinetuneRun, version: RewardModelVersion | None, progress: Progress
+) -> dict:
     """Each test task edited once by each editor (same seed); the reward model scores both
     (win rate, mean reward per aspect). HIVE §4 compares editors the same way."""
     from training.generate import load_editor
@@ -156,9 +147,7 @@ def evaluate_against_base(run: FinetuneRun, version: RewardModelVersion | None) 
     for number, (task, source) in enumerate(zip(tasks, sources, strict=True), start=1):
         for name, editor in editors.items():
             outputs[name].append(editor.edit(source, task.instruction, seed=number))
-        run.report(
-            TRAINING_SHARE + 0.15 * number / len(tasks), f"edited {number}/{len(tasks)} tasks"
-        )
+        progress(TRAINING_SHARE + 0.15 * number / len(tasks), f"edited {number}/{len(tasks)} tasks")
     evaluation = {"tasks": len(tasks), "task_ids": [t.pk for t in tasks]}
     if version is None:
         evaluation["note"] = "no active reward model: nothing scored the edits"

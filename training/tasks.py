@@ -11,10 +11,7 @@ from training.models import FinetuneRun, GenerationRun
 def finetune(run_id: int) -> str:
     from training.finetune_runs import execute  # torch: loaded by the worker only
 
-    run = FinetuneRun.objects.select_related("project").get(pk=run_id)
-    execute(run)
-    run.refresh_from_db()
-    return run.status
+    return execute_by_pk(FinetuneRun, run_id, execute, "project")
 
 
 @shared_task(name="training.generate", acks_late=True)
