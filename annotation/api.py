@@ -1,5 +1,7 @@
 """REST API (``/api/v1/``), per the contract in DESIGN.md. Views stay thin: look the object
-up through a helper that checks access, validate, call a plain function, answer."""
+up through a helper that checks access, validate, call a plain function, answer. A request
+that is wrong raises editloop.errors.RequestInvalid, which the API's exception handler
+answers with a 400 naming the fields."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from rest_framework.views import APIView
 
 from annotation import assignment as queue
 from annotation import judgements, stats
-from annotation.importers import ImportRefused, import_zip
+from annotation.importers import ImportProblem, ImportRefused, import_zip
 from annotation.models import Assignment, Membership
 from annotation.permissions import get_project_for, roles_of, visible_projects
 from annotation.serializers import (
@@ -33,6 +35,7 @@ from annotation.throttling import (
     login_blocked,
     record_login_failure,
 )
+from editloop.errors import NON_FIELD, RequestInvalid
 
 
 class TokenView(APIView):
@@ -50,10 +53,7 @@ class TokenView(APIView):
         user = authenticate(request, username=username, password=password)
         if user is None:
             record_login_failure(username, address)
-            return Response(
-                {"non_field_errors": ["wrong username or password"]},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
+            raise RequestInvalid.of(NON_FIELD, "wrong username or password")
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 
@@ -128,13 +128,8 @@ class ImportView(APIView):
         project = get_project_for(request.user, pk, manager=True)
         upload = request.FILES.get("archive")
         if upload is None:
-            problem = {"line": None, "field": "archive", "message": "attach a zip as 'archive'"}
-            return Response({"errors": [problem]}, status=status.HTTP_400_BAD_REQUEST)
-        try:
-            result = import_zip(project, upload)
-        except ImportRefused as refused:
-            errors = [problem.as_dict() for problem in refused.problems]
-            return Response({"errors": errors}, status=status.HTTP_400_BAD_REQUEST)
+            raise ImportRefused([ImportProblem(None, "archive", "attach a zip as 'archive'")])
+        result = import_zip(project, upload)
         return Response(
             {"tasks": result.tasks, "variants": result.variants}, status=status.HTTP_201_CREATED
         )
@@ -169,8 +164,6 @@ class JudgementView(APIView):
             judgement, created = judgements.submit_judgement(pk, request.user, request.data)
         except Assignment.DoesNotExist:
             raise Http404("no such assignment") from None
-        except judgements.JudgementInvalid as invalid:
-            return Response(invalid.errors, status=status.HTTP_400_BAD_REQUEST)
         except judgements.JudgementConflict as conflict:
             return Response({"detail": str(conflict)}, status=status.HTTP_409_CONFLICT)
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -184,8 +177,6 @@ class SkipView(APIView):
             assignment = judgements.skip_assignment(pk, request.user, request.data.get("reason"))
         except Assignment.DoesNotExist:
             raise Http404("no such assignment") from None
-        except judgements.JudgementInvalid as invalid:
-            return Response(invalid.errors, status=status.HTTP_400_BAD_REQUEST)
         except judgements.JudgementConflict as conflict:
             return Response({"detail": str(conflict)}, status=status.HTTP_409_CONFLICT)
         return Response({"assignment": {"id": assignment.pk, "status": assignment.status}})

@@ -25,6 +25,7 @@ from django.db import transaction
 from PIL import Image as PILImage
 
 from annotation.models import CATEGORIES, EditTask, Image, Project, Variant
+from editloop.errors import RequestInvalid
 
 MANIFEST_NAME = "manifest.jsonl"
 ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"}
@@ -49,10 +50,23 @@ class ImportProblem:
         return {"line": self.line, "field": self.field, "message": self.message}
 
 
-class ImportRefused(Exception):
-    def __init__(self, problems: list[ImportProblem]):
-        super().__init__(f"import refused: {len(problems)} problem(s)")
+class ImportRefused(RequestInvalid):
+    """An import refused as a whole. A request error like any other (the API's one handler
+    answers 400), whose body keeps the contract's per-line shape
+    ``{errors: [{line, field, message}]}``: a manifest has many lines that name the same
+    field, so field → messages alone would lose which line is wrong."""
+
+    def __init__(self, problems: list[ImportProblem]) -> None:
         self.problems = problems
+        by_field: dict[str, list[str]] = {}
+        for problem in problems:
+            where = f"line {problem.line}: " if problem.line else ""
+            by_field.setdefault(problem.field, []).append(where + problem.message)
+        super().__init__(by_field)
+
+    @property
+    def body(self) -> dict:
+        return {"errors": [problem.as_dict() for problem in self.problems]}
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 A judgement must rank every variant shown exactly once (tiers best→worst, ties within a
 tier) and score every variant on every aspect of the project with an integer 0–5.
-Anything else is refused with errors keyed by the offending field, and nothing is saved.
+Anything else is refused with errors keyed by the offending field (RequestInvalid, a 400),
+and nothing is saved.
 A retry with the same ``client_id`` returns the judgement already saved.
 """
 
@@ -24,16 +25,11 @@ from annotation.models import (
     EditTask,
     Judgement,
 )
+from editloop.errors import NON_FIELD, FieldErrors, RequestInvalid
 
 MAX_NOTE_CHARS = 2000
 MAX_TIMING_MS = 24 * 60 * 60 * 1000
 TIMING_KEYS = ("ranking", "scoring", "total")
-
-
-class JudgementInvalid(Exception):
-    def __init__(self, errors: dict[str, list[str]]):
-        super().__init__("invalid judgement")
-        self.errors = errors
 
 
 class JudgementConflict(Exception):
@@ -50,38 +46,26 @@ class CleanJudgement:
     timings_ms: dict[str, int | None] = field(default_factory=dict)
 
 
-class _Errors:
-    def __init__(self) -> None:
-        self.by_field: dict[str, list[str]] = {}
-
-    def add(self, field_name: str, message: str) -> None:
-        self.by_field.setdefault(field_name, []).append(message)
-
-    def raise_if_any(self) -> None:
-        if self.by_field:
-            raise JudgementInvalid(self.by_field)
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def parse_client_id(payload: object) -> uuid.UUID:
     if not isinstance(payload, dict):
-        raise JudgementInvalid({"non_field_errors": ["the body must be a JSON object"]})
+        raise RequestInvalid.of(NON_FIELD, "the body must be a JSON object")
     raw = payload.get("client_id")
     if isinstance(raw, str):
         try:
             return uuid.UUID(raw)
         except ValueError:
             pass
-    raise JudgementInvalid({"client_id": ["required: a UUID chosen by the client"]})
+    raise RequestInvalid.of("client_id", "required: a UUID chosen by the client")
 
 
 def clean_judgement(
     payload: dict, variant_ids: list[int], aspect_keys: list[str]
 ) -> CleanJudgement:
-    errors = _Errors()
+    errors = FieldErrors()
     client_id = parse_client_id(payload)
     ranking = _clean_ranking(payload.get("ranking"), variant_ids, errors)
     unsure = payload.get("unsure", False)
@@ -94,7 +78,7 @@ def clean_judgement(
     return CleanJudgement(client_id, ranking, unsure, scores, notes, timings)
 
 
-def _clean_ranking(raw: object, variant_ids: list[int], errors: _Errors) -> list[list[int]]:
+def _clean_ranking(raw: object, variant_ids: list[int], errors: FieldErrors) -> list[list[int]]:
     shape = "tiers best→worst: a list of non-empty lists of variant ids, e.g. [[3], [1, 2]]"
     if not isinstance(raw, list) or not raw:
         errors.add("ranking", f"required: {shape}")
@@ -117,7 +101,7 @@ def _clean_ranking(raw: object, variant_ids: list[int], errors: _Errors) -> list
 
 
 def _clean_scores(
-    raw: object, variant_ids: list[int], aspect_keys: list[str], errors: _Errors
+    raw: object, variant_ids: list[int], aspect_keys: list[str], errors: FieldErrors
 ) -> dict[str, dict[str, int]]:
     if not isinstance(raw, dict):
         errors.add("scores", "required: an object of variant id → aspect → integer 0–5")
@@ -146,7 +130,7 @@ def _clean_scores(
 
 
 def _clean_notes(
-    raw: object, variant_ids: list[int], aspect_keys: list[str], errors: _Errors
+    raw: object, variant_ids: list[int], aspect_keys: list[str], errors: FieldErrors
 ) -> dict[str, dict[str, str]]:
     if raw is None:
         return {}
@@ -178,7 +162,7 @@ def _clean_notes(
     return cleaned
 
 
-def _clean_timings(raw: object, errors: _Errors) -> dict[str, int | None]:
+def _clean_timings(raw: object, errors: FieldErrors) -> dict[str, int | None]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -205,8 +189,8 @@ def submit_judgement(
     assignment_id: int, annotator: User, payload: object, *, simulated: bool = False
 ) -> tuple[Judgement, bool]:
     """Save the judgement; returns (judgement, created). Raises Assignment.DoesNotExist for
-    an assignment that is not the annotator's, JudgementInvalid, or JudgementConflict.
-    ``simulated`` marks judgements made by evaluation/simulated.py's annotators."""
+    an assignment that is not the annotator's, RequestInvalid, or JudgementConflict.
+    ``simulated`` marks judgements made by evaluation/simulated_judgements.py's annotators."""
     client_id = parse_client_id(payload)
     try:
         with transaction.atomic():
@@ -226,7 +210,7 @@ def submit_judgement(
         # client_id the caller already used for another assignment.
         if "client_id" not in str(error):
             raise
-        raise JudgementInvalid({"client_id": ["already used for another judgement"]}) from None
+        raise RequestInvalid.of("client_id", "already used for another judgement") from None
 
 
 def _retried(assignment: Assignment, client_id: uuid.UUID) -> Judgement:
@@ -325,10 +309,10 @@ def _save(assignment: Assignment, clean: CleanJudgement, simulated: bool) -> Jud
 
 def skip_assignment(assignment_id: int, annotator: User, reason: object) -> Assignment:
     if reason is not None and not isinstance(reason, str):
-        raise JudgementInvalid({"reason": ["must be text"]})
+        raise RequestInvalid.of("reason", "must be text")
     reason = (reason or "").strip()
     if len(reason) > 500:
-        raise JudgementInvalid({"reason": [f"{len(reason)} characters, at most 500"]})
+        raise RequestInvalid.of("reason", f"{len(reason)} characters, at most 500")
     with transaction.atomic():
         assignment = Assignment.objects.select_for_update().get(
             pk=assignment_id, annotator=annotator

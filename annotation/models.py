@@ -363,7 +363,8 @@ class Judgement(models.Model):
     scoring_ms = models.PositiveIntegerField(null=True, blank=True)
     total_ms = models.PositiveIntegerField(null=True, blank=True)
     simulated = models.BooleanField(
-        default=False, help_text="Made by a simulated annotator (evaluation/simulated.py)."
+        default=False,
+        help_text="Made by a simulated annotator (evaluation/simulated_judgements.py).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

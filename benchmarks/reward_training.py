@@ -1,7 +1,7 @@
 """Reward-model speed: training pairs/s, scoring variants/s, retrain with/without the cache.
 
 Data: the procedural demo (training/procedural.py) judged by simulated annotators
-(evaluation/simulation.py), so nothing is downloaded. Models:
+(evaluation/simulated_annotators.py), so nothing is downloaded. Models:
 
 - tiny: the random-init test model (rewards/tiny.py);
 - base: a BLIP-base-sized random init (ViT-B/16 at --base-image-size, BERT-base text with
@@ -43,7 +43,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 from transformers import BlipConfig, BlipForImageTextRetrieval  # noqa: E402
 
-from evaluation.simulation import SimulatedAnnotator, manifest_records  # noqa: E402
+from evaluation.simulated_annotators import SimulatedAnnotator, manifest_records  # noqa: E402
 from rewards.dataset import JudgementRecord  # noqa: E402
 from rewards.feature_cache import FeatureCache  # noqa: E402
 from rewards.reward_model import BlipRewardModel, RewardModelConfig  # noqa: E402

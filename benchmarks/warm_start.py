@@ -45,7 +45,7 @@ import torch  # noqa: E402
 
 from benchmarks.reward_training import RESULTS, base_size_model, machine  # noqa: E402
 from evaluation.metrics import calibrate_epsilon, reward_metrics  # noqa: E402
-from evaluation.simulation import SimulatedAnnotator, manifest_records  # noqa: E402
+from evaluation.simulated_annotators import SimulatedAnnotator, manifest_records  # noqa: E402
 from rewards.config import TrainConfig, WarmStart  # noqa: E402
 from rewards.dataset import JudgementRecord  # noqa: E402
 from rewards.feature_cache import FeatureCache  # noqa: E402

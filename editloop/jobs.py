@@ -313,6 +313,14 @@ def keep_alive(job: Job) -> Iterator[None]:
         thread.join()
 
 
+def enqueue(task: str, *args: object) -> None:
+    """Queue a Celery task by its registered name: the code that starts work needs no
+    import of the module that does it (no scheduling <-> tasks import circles)."""
+    from editloop.celery import app
+
+    app.send_task(task, args=args)
+
+
 def execute_by_pk(model: type[J], pk: int, execute: Callable[[J], object], *related: str) -> str:
     """The body of every job's Celery task: reload the row, execute it, return its status."""
     job = model.objects.select_related(*related).get(pk=pk)

@@ -213,6 +213,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "login": env_str("LOGIN_THROTTLE_RATE", "10/min"),
     },
+    # editloop.errors.RequestInvalid → 400 {field: [messages]}; the rest as DRF answers it.
+    "EXCEPTION_HANDLER": "editloop.errors.api_exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {

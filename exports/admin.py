@@ -13,10 +13,11 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from annotation.admin import ProjectAdmin
+from editloop.errors import RequestInvalid
 from editloop.job_admin import JobLaunchAdmin, launch_form_for
 from exports.archive import human_bytes
 from exports.models import ExportRun
-from exports.request import LABEL_SOURCES, ExportInvalid, parse_request
+from exports.request import LABEL_SOURCES, parse_request
 from exports.runs import request_export, validated_request
 
 
@@ -111,10 +112,8 @@ class ExportLaunchForm(forms.ModelForm):
                 parse_request(self.request_data())
             else:  # also the reward version: that it exists and is the project's
                 validated_request(data["project"], self.request_data())
-        except ExportInvalid as invalid:
-            for name, messages in invalid.errors.items():
-                text = json.dumps(messages) if isinstance(messages, dict) else "; ".join(messages)
-                self.add_error(name if name in self.fields else None, text)
+        except RequestInvalid as invalid:
+            invalid.add_to_form(self)
         return data
 
 

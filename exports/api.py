@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from annotation.permissions import get_project_for
 from editloop.job_api import cancel, job_for, job_state
 from exports.models import ExportRun
-from exports.request import FORMATS, IMAGE_MODES, KINDS, LABEL_SOURCES, LAYOUTS, ExportInvalid
+from exports.request import FORMATS, IMAGE_MODES, KINDS, LABEL_SOURCES, LAYOUTS
 from exports.runs import request_export
 
 EXPORT_REQUEST = inline_serializer(
@@ -95,10 +95,8 @@ class ExportListView(APIView):
     @extend_schema(request=EXPORT_REQUEST, responses={202: dict, 400: dict})
     def post(self, request: Request, pk: int) -> Response:
         project = get_project_for(request.user, pk, manager=True)
-        try:
-            run = request_export(project, request.data, user=request.user)
-        except ExportInvalid as invalid:
-            return Response(invalid.errors, status=status.HTTP_400_BAD_REQUEST)
+        # A bad request raises RequestInvalid: the API's exception handler answers 400.
+        run = request_export(project, request.data, user=request.user)
         return Response(export_payload(run, request), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={200: dict})

@@ -227,7 +227,7 @@ def _simulated_note(rows: int, kind: str) -> str:
         return "every row comes from people's judgements"
     column = "simulated (per score)" if kind == "scores" else "simulated"
     return (
-        f"{rows} row(s) come from simulated annotators (evaluation/simulated.py), not "
+        f"{rows} row(s) come from simulated annotators (evaluation/simulated_judgements.py), not "
         f"people: column {column} marks them; export with exclude_simulated to leave them out"
     )
 

@@ -1,6 +1,6 @@
 """What an export asks for: kind, format, images, filters and options, parsed from an API
 body, the admin form or the command line into a frozen :class:`ExportRequest`, or
-:class:`ExportInvalid` naming every wrong field. Plain Python, no Django.
+:class:`~editloop.errors.RequestInvalid` naming every wrong field. Plain Python, no Django.
 
 Kinds: ``pairs`` (chosen / rejected), ``rankings`` (ImageReward), ``scores`` (per variant
 and aspect), ``dpo`` (Pick-a-Pic / Diffusion-DPO); the columns each writes are in
@@ -11,10 +11,11 @@ nobody judged (``model``), or ``both``. Layouts: another project's own files
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+from editloop.errors import NON_FIELD, RequestInvalid
 
 KINDS = ("pairs", "rankings", "scores", "dpo")
 FORMATS = ("jsonl", "parquet", "hf")
@@ -48,15 +49,6 @@ FILTER_FIELDS = {
     "exclude_unsure",
     "min_agreement",
 }
-
-
-class ExportInvalid(ValueError):
-    """A request that names wrong fields: ``errors`` is field → messages, DRF style
-    (filters nest: ``{"filters": {"min_agreement": [...]}}``)."""
-
-    def __init__(self, errors: dict[str, Any]) -> None:
-        super().__init__(json.dumps(errors))
-        self.errors = errors
 
 
 # --- what to export ---------------------------------------------------------------------------
@@ -126,10 +118,10 @@ class ExportRequest:
 
 
 def parse_request(data: object) -> ExportRequest:
-    """An API body / admin form / command line → ExportRequest, or ExportInvalid naming
-    every wrong field."""
+    """An API body / admin form / command line → ExportRequest, or RequestInvalid naming
+    every wrong field (filters nest: ``{"filters": {"min_agreement": [...]}}``)."""
     if not isinstance(data, dict):
-        raise ExportInvalid({"non_field_errors": ["the body must be a JSON object"]})
+        raise RequestInvalid.of(NON_FIELD, "the body must be a JSON object")
     errors: dict[str, Any] = {}
     for name in sorted(set(data) - REQUEST_FIELDS):
         errors[name] = [f"unknown field; known: {', '.join(sorted(REQUEST_FIELDS))}"]
@@ -169,11 +161,11 @@ def parse_request(data: object) -> ExportRequest:
     try:
         raw = data.get("filters")
         filters = parse_filters({} if raw is None else raw)
-    except ExportInvalid as invalid:
+    except RequestInvalid as invalid:
         errors["filters"] = invalid.errors
         filters = ExportFilters()
     if errors:
-        raise ExportInvalid(errors)
+        raise RequestInvalid(errors)
     return ExportRequest(
         kind,
         fmt,
@@ -227,7 +219,7 @@ def _reward_version(data: dict, labels: str | None, errors: dict) -> int | None:
 
 def parse_filters(data: object) -> ExportFilters:
     if not isinstance(data, dict):
-        raise ExportInvalid({"non_field_errors": ["filters must be an object"]})
+        raise RequestInvalid.of(NON_FIELD, "filters must be an object")
     errors: dict[str, list[str]] = {}
     for name in sorted(set(data) - FILTER_FIELDS):
         errors[name] = [f"unknown filter; known: {', '.join(sorted(FILTER_FIELDS))}"]
@@ -256,7 +248,7 @@ def parse_filters(data: object) -> ExportFilters:
         errors["min_agreement"] = ["a number from 0 to 1 (or null for no minimum)"]
         agreement = None
     if errors:
-        raise ExportInvalid(errors)
+        raise RequestInvalid(errors)
     return ExportFilters(
         rounds=tuple(sorted(set(rounds))),
         generators=tuple(sorted(set(generators))),

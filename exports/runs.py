@@ -27,10 +27,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation.models import Project
+from editloop.errors import RequestInvalid
 from editloop.jobs import Outcome, Progress, ProgressListener, run_job
 from exports import archive, queries, writers
 from exports.models import ExportRun, exports_root
-from exports.request import ExportInvalid, ExportRequest, parse_request
+from exports.request import ExportRequest, parse_request
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def request_export(
 ) -> ExportRun:
     """A pending export of ``data`` (kind, format, images, filters, options: see
     exports.request.parse_request), queued once the transaction commits. Raises
-    ExportInvalid naming the wrong fields; nothing is created then."""
+    RequestInvalid naming the wrong fields; nothing is created then."""
     request = validated_request(project, data)
     run = ExportRun.objects.create(
         project=project,
@@ -85,7 +86,7 @@ def validated_request(project: Project, data: object) -> ExportRequest:
     if request.reward_version is None:
         active = RewardModelVersion.active_for(project.pk)
         if active is None:
-            raise ExportInvalid(
+            raise RequestInvalid(
                 {
                     "reward_version": [
                         f"labels {request.labels!r} need a reward-model version and project "
@@ -96,11 +97,11 @@ def validated_request(project: Project, data: object) -> ExportRequest:
         return replace(request, reward_version=active.pk)
     version = RewardModelVersion.objects.filter(pk=request.reward_version).first()
     if version is None:
-        raise ExportInvalid(
+        raise RequestInvalid(
             {"reward_version": [f"there is no reward-model version {request.reward_version}"]}
         )
     if version.project_id != project.pk:
-        raise ExportInvalid(
+        raise RequestInvalid(
             {
                 "reward_version": [
                     f"reward-model version {version.pk} belongs to project {version.project_id}, "

@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from annotation.admin import ProjectAdmin
+from editloop.errors import RequestInvalid
 from editloop.job_admin import JobAdmin, NoAddAdmin
 from rewards import scheduling
 from rewards.config import HEAD_MODES, TINY
@@ -287,7 +288,7 @@ def _queue_retrain(modeladmin, request: HttpRequest, project, **choices: str) ->
     except scheduling.RetrainAlreadyRunning as busy:
         modeladmin.message_user(request, str(busy), messages.WARNING)
         return
-    except ValueError as error:  # the base or the project's reward options do not hold
+    except RequestInvalid as error:  # the base or the project's reward options do not hold
         modeladmin.message_user(request, f"{project}: {error}", messages.ERROR)
         return
     url = reverse("admin:rewards_rewardtrainingrun_change", args=[run.pk])

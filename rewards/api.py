@@ -1,5 +1,6 @@
 """Reward-model endpoints of the API contract (DESIGN.md): retrain runs, versions, scoring,
-and the named base checkpoints."""
+and the named base checkpoints. A bad request raises editloop.errors.RequestInvalid (the
+API's exception handler answers 400 naming the field); any other error is a 500."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from rest_framework.views import APIView
 from annotation.importers import inspect_image
 from annotation.models import Membership
 from annotation.permissions import get_project_for
+from editloop.errors import RequestInvalid
 from editloop.job_api import cancel, job_for, job_state
 from rewards import scheduling
 from rewards.bases import inspect_base
@@ -89,10 +91,6 @@ class RewardRunListView(APIView):
             return Response(
                 {"detail": str(busy), "run": run_payload(busy.run)}, status=status.HTTP_409_CONFLICT
             )
-        except scheduling.InvalidBase as error:
-            return Response({"base": [str(error)]}, status=status.HTTP_400_BAD_REQUEST)
-        except ValueError as error:  # the options, merged with the project's, do not hold
-            return Response({"options": [str(error)]}, status=status.HTTP_400_BAD_REQUEST)
         return Response(run_payload(run), status=status.HTTP_202_ACCEPTED)
 
     def get(self, request: Request, pk: int) -> Response:
@@ -201,8 +199,8 @@ class ScoreView(APIView):
         serializer = ScoreSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         if len(data["edited"]) > MAX_SCORE_IMAGES:
-            raise serializers.ValidationError(
-                {"edited": [f"{len(data['edited'])} images, at most {MAX_SCORE_IMAGES} a call"]}
+            raise RequestInvalid.of(
+                "edited", f"{len(data['edited'])} images, at most {MAX_SCORE_IMAGES} a call"
             )
         source = _open("source", data["source"])
         edited = [_open(f"edited[{n}]", upload) for n, upload in enumerate(data["edited"])]
@@ -221,7 +219,7 @@ class ScoreView(APIView):
         if version == "active":
             project_id = request.query_params.get("project")
             if not project_id or not project_id.isdigit():
-                raise serializers.ValidationError({"project": ["give ?project=<id> with 'active'"]})
+                raise RequestInvalid.of("project", "give ?project=<id> with 'active'")
             project = get_project_for(request.user, int(project_id), manager=True)
             found = RewardModelVersion.active_for(project.pk)
             if found is None:
@@ -241,8 +239,8 @@ def _open(field: str, upload) -> PILImage.Image:  # noqa: ANN001
     data = upload.read()
     try:
         inspect_image(data)
-    except ValueError as error:
-        raise serializers.ValidationError({field: [str(error)]}) from None
+    except ValueError as error:  # inspect_image's refusal: what is wrong with the file
+        raise RequestInvalid.of(field, str(error)) from None
     with PILImage.open(io.BytesIO(data)) as image:
         return image.convert("RGB")
 

@@ -264,3 +264,11 @@ class FeatureCache:
             "dtype": str(self.dtype),
         }
         key_file.write_text(json.dumps(key, indent=2))
+
+
+def shared_cache() -> FeatureCache:
+    """The worker's one cache, under REWARD_MODEL_ROOT: every run and scoring pass of every
+    project reads the frozen features of an image encoded once (keyed by content hash)."""
+    from django.conf import settings  # the only Django this module needs, read when called
+
+    return FeatureCache(settings.REWARD_MODEL_ROOT / "feature-cache")

@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from annotation.models import Project, Variant
-from editloop.jobs import Job
+from editloop.jobs import Job, enqueue
 from rewards.config import TINY
 
 
@@ -85,7 +85,8 @@ class RewardModelVersion(models.Model):
 
     def promote(self) -> None:
         """Make this the project's active version; the previous one is retired. Row locks
-        on the project's versions keep two promotions from interleaving."""
+        on the project's versions keep two promotions from interleaving. Once it commits,
+        the new active version scores every variant it has not scored (issue 11 §5)."""
         with transaction.atomic():
             versions = RewardModelVersion.objects.select_for_update().filter(
                 project_id=self.project_id
@@ -96,6 +97,7 @@ class RewardModelVersion(models.Model):
             )
             now = timezone.now()
             versions.filter(pk=self.pk).update(status=self.Status.ACTIVE, promoted_at=now)
+            transaction.on_commit(lambda: enqueue("rewards.score_variants", self.pk))
         self.status, self.promoted_at = self.Status.ACTIVE, now
 
     def roll_back(self) -> RewardModelVersion | None:

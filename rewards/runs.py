@@ -19,6 +19,7 @@ from editloop.jobs import JobSkipped, Outcome, Progress, ProgressListener, run_j
 from evaluation.metrics import calibrate_epsilon, human_ceiling, json_safe, reward_metrics
 from rewards.config import split_options, warm_start_options
 from rewards.dataset import ImageUnreadable, JudgementRecord
+from rewards.feature_cache import shared_cache
 from rewards.models import BaseCheckpoint, RewardModelVersion, RewardTrainingRun
 from rewards.records import judgement_records
 from rewards.registry import loaded_model
@@ -66,10 +67,6 @@ def execute(run: RewardTrainingRun, on_progress: ProgressListener | None = None)
 
 def train_and_register(run: RewardTrainingRun, progress: Progress) -> Outcome:
     version = _train_and_register(run, progress)
-    if version.is_active:
-        from rewards.tasks import score_variants
-
-        transaction.on_commit(lambda: score_variants.delay(version.pk))
     return Outcome(_summary(version), {"version": version})
 
 
@@ -108,7 +105,7 @@ def _train_and_register(run: RewardTrainingRun, progress: Progress) -> RewardMod
         by_split["val"],
         config,
         run.work_dir,
-        feature_cache=feature_cache(),
+        feature_cache=shared_cache(),
         on_progress=lambda report: _progress(run, progress, report),
         should_stop=run.cancel_was_requested,
     )
@@ -224,12 +221,6 @@ def check_enough(by_split: dict[str, list[JudgementRecord]]) -> None:
         )
 
 
-def feature_cache():  # noqa: ANN201
-    from rewards.feature_cache import FeatureCache
-
-    return FeatureCache(settings.REWARD_MODEL_ROOT / "feature-cache")
-
-
 def _report(progress: Progress, fraction: float, message: str, **fields: object) -> None:
     progress(fraction, message, **json_safe(fields))  # a NaN loss must not fail the run
 
@@ -264,7 +255,7 @@ def curves(history: list[dict]) -> dict[str, list[dict]]:
 def evaluate(model: BlipRewardModel, by_split: dict[str, list[JudgementRecord]]) -> dict:
     """Metrics on val and test, each beside the human ceiling on the same items. The tie
     threshold ε is calibrated on val and reused on test (Deutsch et al. 2023, §4)."""
-    cache = feature_cache()
+    cache = shared_cache()
     scores = {
         split: score_judgement_variants(model, by_split[split], cache=cache)
         for split in ("val", "test")
@@ -337,7 +328,7 @@ def decide_promotion(
         version.promote()
         return True
     test = test or []
-    cache = feature_cache()
+    cache = shared_cache()
     records = [*val, *test]
     mine = score_judgement_variants(model, records, cache=cache)
     theirs = score_judgement_variants(loaded_model(active), records, cache=cache)

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from annotation.models import Project
+from editloop.errors import FieldErrors, RequestInvalid
 from rewards.bases import BaseInvalid, inspect_base
 from rewards.config import TINY, split_options
 from rewards.models import BaseCheckpoint, RewardTrainingRun
@@ -32,13 +33,17 @@ class RetrainAlreadyRunning(Exception):
         self.run = run
 
 
-class InvalidBase(ValueError):
-    """A base (or a base to register) that cannot be used; the message says what is wrong,
-    `field` which input it is about (the API answers 400 {field: [message]})."""
+class InvalidBase(RequestInvalid):
+    """A base (or a base to register) that cannot be used: a RequestInvalid of one field
+    (`field`, the API answers 400 {field: [message]}). Its str() is the bare message, as
+    the commands and the admin show it next to the input it is about."""
 
     def __init__(self, message: str, field: str = "base") -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__({field: [message]})
+        self.field, self.message = field, message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 # --- starting a run --------------------------------------------------------------------------
@@ -55,14 +60,20 @@ def request_retrain(
     enqueue: bool = True,
 ) -> RewardTrainingRun:
     """Create a pending run and queue it once the transaction commits. Its base goes through
-    `check_base` (InvalidBase, a ValueError, says what is wrong). Its options are the
-    project's `reward_options` overridden key by key by `options` (ValueError names a bad
-    one). Single flight: a project with a pending or running retrain raises
+    `check_base`; its options are the project's `reward_options` overridden key by key by
+    `options`. A bad base or option raises RequestInvalid naming `base` / `options` (both,
+    when both are wrong). Single flight: a project with a pending or running retrain raises
     RetrainAlreadyRunning (the database holds the rule, so two simultaneous requests cannot
     both get through)."""
-    base = check_base(base or settings.REWARD_BASE, may_name_paths=_may_name_paths(trigger, user))
+    problems = FieldErrors()
+    with problems.gather():
+        base = check_base(
+            base or settings.REWARD_BASE, may_name_paths=_may_name_paths(trigger, user)
+        )
     options = {**_trigger_defaults(trigger), **project.reward_options, **(options or {})}
-    split_options(options)
+    with problems.gather():
+        check_options(options)
+    problems.raise_if_any()
     run = RewardTrainingRun.create_single_flight(
         RetrainAlreadyRunning,
         project=project,
@@ -76,6 +87,15 @@ def request_retrain(
     if enqueue:
         transaction.on_commit(lambda: _enqueue(run.pk))
     return run
+
+
+def check_options(options: dict) -> None:
+    """A retrain's merged options, checked by rewards.config (torch- and Django-free, so it
+    refuses with a ValueError of its own): that refusal is the request's `options` field."""
+    try:
+        split_options(options)
+    except ValueError as error:
+        raise RequestInvalid.of("options", str(error)) from None
 
 
 def _trigger_defaults(trigger: str) -> dict:
@@ -121,7 +141,7 @@ def retrain_due_projects() -> list[RewardTrainingRun]:
             started.append(request_retrain(project, trigger=RewardTrainingRun.Trigger.SCHEDULE))
         except RetrainAlreadyRunning:
             continue
-        except ValueError as error:  # one project's bad reward options stop only its retrains
+        except RequestInvalid as error:  # one project's bad reward options stop only its own
             log.error("no scheduled retrain for %s: %s", project, error)
     return started
 

@@ -18,10 +18,10 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from annotation.models import EditTask, Variant
 from rewards.device import Device, resolve_device, scoring_batch_size
+from rewards.feature_cache import shared_cache
 from rewards.models import RewardModelVersion, VariantScore
 from rewards.records import image_ref
 from rewards.registry import loaded_model
-from rewards.runs import feature_cache
 from rewards.scoring import ScoreItem, score_items
 
 # Variants read from Postgres (and scores written back) per round trip; each chunk is scored
@@ -47,7 +47,7 @@ def score_project_variants(
     size = scoring_batch_size(where, batch_size or settings.REWARD_SCORING_BATCH)
     model = loaded_model(version)
     variants = unscored_variants(version).select_related("image", "task__source")
-    cache = feature_cache()
+    cache = shared_cache()
     total, done = variants.count(), 0
     chunk = max(DB_CHUNK, size)
     for batch in _batches(variants.order_by("id").iterator(chunk_size=chunk), chunk):

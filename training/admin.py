@@ -13,6 +13,7 @@ from django.utils.safestring import mark_safe
 
 from annotation.admin import ProjectAdmin
 from editloop import charts
+from editloop.errors import RequestInvalid
 from editloop.job_admin import JobLaunchAdmin, launch_form_for
 from training import scheduling
 from training.models import FinetuneRun, GenerationRun
@@ -104,8 +105,8 @@ class FinetuneLaunchForm(forms.ModelForm):
                 reward_source=data["reward_source"], reward_version=data.get("reward_version"),
                 filters=data["filters"], options=data["options"],
             )
-        except scheduling.BadRequest as error:
-            self.add_error(error.field, error.message)
+        except RequestInvalid as invalid:
+            invalid.add_to_form(self)
         busy = FinetuneRun.objects.filter(project=data["project"], status__in=FinetuneRun.ACTIVE)
         if busy.exists():
             self.add_error("project", f"fine-tune run {busy.first().pk} is still active")
@@ -171,8 +172,8 @@ class GenerationLaunchForm(forms.ModelForm):
                 variants_per_task=data.get("variants_per_task"), seeds=data["seeds"],
                 guidance_scales=data["guidance_scales"],
             )
-        except scheduling.BadRequest as error:
-            self.add_error(error.field if error.field in self.fields else None, error.message)
+        except RequestInvalid as invalid:
+            invalid.add_to_form(self)
         return data
 
 

@@ -1,5 +1,7 @@
 """Fine-tuning and generation endpoints: `POST /projects/{id}/finetune-runs/` and
-`GET /finetune-runs/{id}/` are in the API contract; generation runs and cancel sit beside."""
+`GET /finetune-runs/{id}/` are in the API contract; generation runs and cancel sit beside.
+Serializers parse types; training.scheduling checks the values and raises
+editloop.errors.RequestInvalid, which the API's exception handler answers with a 400."""
 
 from __future__ import annotations
 
@@ -20,26 +22,19 @@ from training.models import FinetuneRun, GenerationRun
 
 
 class FinetuneRequestSerializer(serializers.Serializer):
-    method = serializers.ChoiceField(choices=FinetuneRun.Method.choices)
+    """The types only: what the values may be is scheduling.check_finetune_request's (the
+    admin's check too)."""
+
+    method = serializers.CharField(help_text=f"one of {', '.join(FinetuneRun.Method.values)}")
     base = serializers.CharField(required=False)
-    reward_source = serializers.ChoiceField(
-        choices=FinetuneRun.RewardSource.choices, required=False
+    reward_source = serializers.CharField(
+        required=False, help_text=f"one of {', '.join(FinetuneRun.RewardSource.values)}"
     )
     reward_version = serializers.IntegerField(required=False, allow_null=True)
     filters = serializers.DictField(required=False)
     options = serializers.DictField(required=False)
     evaluate = serializers.BooleanField(required=False, default=True)
     ab_batch = serializers.BooleanField(required=False, default=False)
-
-    def validate_base(self, value: str) -> str:
-        if value not in ("tiny", settings.FINETUNE_BASE) and not self.context[
-            "request"
-        ].user.is_staff:
-            raise serializers.ValidationError(
-                f"only staff may name a pipeline directory; use 'tiny' or "
-                f"'{settings.FINETUNE_BASE}'"
-            )
-        return value
 
     def validate_reward_version(self, value: int | None) -> RewardModelVersion | None:
         if value is None:
@@ -51,25 +46,20 @@ class FinetuneRequestSerializer(serializers.Serializer):
 
 
 class GenerationRequestSerializer(serializers.Serializer):
+    """The types (a split is one of three names); what the values may be is
+    scheduling.check_generation_request's (the admin's check too)."""
+
     editor = serializers.CharField(required=False, default="procedural")
     finetune_run = serializers.IntegerField(required=False, allow_null=True)
-    variants_per_task = serializers.IntegerField(required=False, min_value=2, max_value=16)
+    variants_per_task = serializers.IntegerField(required=False, help_text="2..16")
     seeds = serializers.ListField(child=serializers.IntegerField(), required=False)
     guidance_scales = serializers.ListField(
-        child=serializers.ListField(child=serializers.FloatField(min_value=0)), required=False
+        child=serializers.ListField(child=serializers.FloatField()), required=False
     )
     splits = serializers.ListField(
         child=serializers.ChoiceField(choices=["train", "val", "test"]), required=False
     )
     max_tasks = serializers.IntegerField(required=False, min_value=1, allow_null=True)
-
-    def validate_editor(self, value: str) -> str:
-        if value not in ("procedural", "tiny") and not self.context["request"].user.is_staff:
-            raise serializers.ValidationError(
-                "only staff may name a pipeline directory; use 'procedural', 'tiny' or a "
-                "finetune_run"
-            )
-        return value
 
     def validate_finetune_run(self, value: int | None) -> FinetuneRun | None:
         if value is None:
@@ -123,10 +113,6 @@ def generation_payload(run: GenerationRun) -> dict:
     }
 
 
-def _bad_request(error: scheduling.BadRequest) -> Response:
-    return Response({error.field: [error.message]}, status=status.HTTP_400_BAD_REQUEST)
-
-
 class FinetuneRunListView(APIView):
     parser_classes = [JSONParser, FormParser]
 
@@ -138,8 +124,6 @@ class FinetuneRunListView(APIView):
         data = {"base": settings.FINETUNE_BASE, **serializer.validated_data}
         try:
             run = scheduling.request_finetune(project, user=request.user, **data)
-        except scheduling.BadRequest as error:
-            return _bad_request(error)
         except scheduling.FinetuneAlreadyRunning as busy:
             return Response(
                 {"detail": str(busy), "run": finetune_payload(busy.run)},
@@ -170,12 +154,7 @@ class GenerationRunListView(APIView):
         project = get_project_for(request.user, pk, manager=True)
         serializer = GenerationRequestSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        try:
-            run = scheduling.request_generation(
-                project, user=request.user, **serializer.validated_data
-            )
-        except scheduling.BadRequest as error:
-            return _bad_request(error)
+        run = scheduling.request_generation(project, user=request.user, **serializer.validated_data)
         return Response(generation_payload(run), status=status.HTTP_202_ACCEPTED)
 
     def get(self, request: Request, pk: int) -> Response:

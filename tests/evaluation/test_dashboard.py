@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from annotation.models import Membership
-from evaluation.simulated import fill_with_simulated_judgements
+from evaluation.simulated_judgements import fill_with_simulated_judgements
 from tests.conftest import PASSWORD, client_for, log_in_as
 from training.models import FinetuneRun
 

@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from annotation.models import Image, Judgement, Project
 from editloop import jobs
+from editloop.errors import RequestInvalid
 from exports import runs, writers
 from exports.archive import build_archive
 from exports.models import ExportRun, exports_root
-from exports.request import ExportInvalid
 from tests.conftest import PASSWORD, wait_for
 from tests.exports.test_exporters import expected_pairs, jsonl_rows, judge_project
 
@@ -366,12 +366,12 @@ def test_bad_reward_versions_are_refused_naming_the_field_and_nothing_is_created
         ({"labels": "both", "reward_version": theirs.pk}, "belongs to project"),
     ]
     for body, message in cases:
-        with pytest.raises(ExportInvalid) as raised:
+        with pytest.raises(RequestInvalid) as raised:
             start(project, **body)
         assert set(raised.value.errors) == {"reward_version"}
         assert message in raised.value.errors["reward_version"][0]
     RewardModelVersion.objects.filter(pk=active.pk).update(status="retired")
-    with pytest.raises(ExportInvalid) as raised:
+    with pytest.raises(RequestInvalid) as raised:
         start(project, labels="model")
     assert "has no active one" in raised.value.errors["reward_version"][0]
     assert not ExportRun.objects.exists()

@@ -22,10 +22,11 @@ from PIL import Image as PILImage
 from annotation.assignment import lease_next_task
 from annotation.judgements import submit_judgement
 from annotation.models import AspectScore, EditTask, Judgement, Variant
+from editloop.errors import RequestInvalid
 from evaluation.agreement import JudgementRow, task_agreement
 from exports import queries, runs, writers
 from exports.archive import SCHEMA_VERSION
-from exports.request import KINDS, LABELLED_KINDS, ExportInvalid, parse_filters, parse_request
+from exports.request import KINDS, LABELLED_KINDS, parse_filters, parse_request
 
 ASPECTS = ("following", "preserving", "quality")
 
@@ -550,7 +551,7 @@ def test_an_empty_export_still_has_every_split_and_a_manifest(project):
     ],
 )
 def test_a_bad_request_names_each_wrong_field(body, errors):
-    with pytest.raises(ExportInvalid) as raised:
+    with pytest.raises(RequestInvalid) as raised:
         parse_request(body)
     assert set(raised.value.errors) == errors
 
@@ -570,7 +571,7 @@ def test_a_bad_request_names_each_wrong_field(body, errors):
     ],
 )
 def test_a_bad_filter_is_named_inside_filters(filters, field):
-    with pytest.raises(ExportInvalid) as raised:
+    with pytest.raises(RequestInvalid) as raised:
         parse_request({"kind": "pairs", "filters": filters})
     assert set(raised.value.errors) == {"filters"}
     assert set(raised.value.errors["filters"]) == {field}
@@ -835,7 +836,7 @@ def test_a_version_without_epsilon_ties_only_equal_scores(labelled):
     ],
 )
 def test_a_bad_new_option_names_its_field(body, errors):
-    with pytest.raises(ExportInvalid) as raised:
+    with pytest.raises(RequestInvalid) as raised:
         parse_request(body)
     assert set(raised.value.errors) == errors
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.simulated import fill_with_simulated_judgements
+from evaluation.simulated_judgements import fill_with_simulated_judgements
 from rewards.models import RewardModelVersion
 
 

@@ -111,7 +111,7 @@ def test_staff_register_a_base_and_see_its_kind_size_and_image_size(admin_client
     base = BaseCheckpoint.objects.get()
     assert base.kind == "blip-itm" and base.registered_by.username == "root"
     listing = admin_client.get("/admin/rewards/basecheckpoint/").content.decode()
-    assert "blip-tiny" in listing and "807.3 k" in listing and ">64<" in listing
+    assert "blip-tiny" in listing and "807.6 k" in listing and ">64<" in listing
 
 
 def test_the_add_form_refuses_the_wrong_kind_and_saves_nothing(admin_client, captioning_dir):

@@ -3,6 +3,7 @@
 import io
 
 import pytest
+from rest_framework.test import APIClient
 
 from rewards import scheduling
 from rewards.models import RewardTrainingRun
@@ -87,6 +88,34 @@ def test_options_that_clash_with_the_projects_are_refused_naming_options(project
 
     assert answer.status_code == 400
     assert "freeze_fraction" in answer.json()["options"][0]
+    assert not RewardTrainingRun.objects.exists()
+
+
+def test_a_bad_base_and_bad_options_are_named_in_one_answer(project, manager):
+    answer = client_for(manager).post(
+        f"/api/v1/projects/{project.pk}/reward-runs/",
+        {"base": "nope", "options": {"lr_typo": 1}},
+        format="json",
+    )
+
+    assert answer.status_code == 400
+    assert "no registered base named 'nope'" in answer.json()["base"][0]
+    assert "lr_typo" in answer.json()["options"][0]
+
+
+def test_a_bug_while_starting_a_retrain_is_a_500_not_a_bad_request(project, manager, monkeypatch):
+    def broken(project):  # noqa: ANN001, ANN202
+        raise ValueError("an internal bug, nothing the request said")
+
+    monkeypatch.setattr(scheduling, "new_judgements_since_last_version", broken)
+    api = APIClient(raise_request_exception=False)
+    api.force_authenticate(manager)
+
+    answer = api.post(
+        f"/api/v1/projects/{project.pk}/reward-runs/", {"options": {"epochs": 2}}, format="json"
+    )
+
+    assert answer.status_code == 500
     assert not RewardTrainingRun.objects.exists()
 
 
@@ -245,7 +274,7 @@ def test_managers_list_the_bases_without_paths_and_staff_see_the_paths(
     tiny, blip = managed.json()
     assert tiny["name"] == "tiny" and tiny["builtin"] and tiny["kind"] == "tiny"
     assert blip == {
-        "name": "blip-tiny", "kind": "blip-itm", "parameters": 807_264, "image_size": 64,
+        "name": "blip-tiny", "kind": "blip-itm", "parameters": 807_552, "image_size": 64,
         "builtin": False, "checked_at": blip["checked_at"],
     }  # fmt: skip
     assert "path" not in tiny and "path" not in blip

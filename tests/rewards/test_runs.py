@@ -6,7 +6,7 @@ from PIL import Image as PILImage
 
 from annotation.assignment import lease_next_task
 from annotation.models import Membership
-from evaluation.simulated import fill_with_simulated_judgements
+from evaluation.simulated_judgements import fill_with_simulated_judgements
 from rewards import scheduling
 from rewards.models import RewardModelVersion, RewardTrainingRun, VariantScore
 from rewards.runs import execute

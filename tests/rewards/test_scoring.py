@@ -76,7 +76,7 @@ def test_coarse_models_score_without_aspects(records: list) -> None:
 
 def test_every_variant_without_a_judgement_gets_a_score(procedural_project, tiny_version) -> None:
     from annotation.models import Judgement, Variant
-    from evaluation.simulated import fill_with_simulated_judgements
+    from evaluation.simulated_judgements import fill_with_simulated_judgements
     from rewards.models import VariantScore
     from rewards.variant_scores import score_project_variants
 

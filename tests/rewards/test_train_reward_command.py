@@ -5,7 +5,7 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from evaluation.simulated import fill_with_simulated_judgements
+from evaluation.simulated_judgements import fill_with_simulated_judgements
 from rewards.models import RewardModelVersion
 
 

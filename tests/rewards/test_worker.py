@@ -10,7 +10,7 @@ from django.test import RequestFactory
 from django.utils import timezone
 
 from annotation.models import Project
-from evaluation.simulated import fill_with_simulated_judgements
+from evaluation.simulated_judgements import fill_with_simulated_judgements
 from rewards import scheduling
 from rewards.admin import retrain_reward_model_now
 from rewards.models import RewardTrainingRun

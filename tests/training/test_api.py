@@ -73,6 +73,16 @@ def test_a_bad_request_names_the_field_and_saves_nothing(
     assert not FinetuneRun.objects.exists()
 
 
+def test_every_wrong_value_is_named_in_one_answer(project, manager, finetune_url):
+    body = {"method": "magic", "reward_source": "crowd", "filters": {"rounds": "all"}}
+
+    response = client_for(manager).post(finetune_url, body, format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()) == {"method", "reward_source", "filters"}
+    assert "supervised" in response.json()["method"][0]  # it says what would do
+
+
 def test_staff_must_name_a_real_pipeline_directory(project, staff, finetune_url, tmp_path):
     response = client_for(staff).post(
         finetune_url, {"method": "supervised", "base": str(tmp_path)}, format="json"
@@ -126,6 +136,9 @@ def test_a_generation_run_records_seeds_guidance_and_the_next_round(
         ({"seeds": [1, 2], "variants_per_task": 3}, "seeds", "one seed per variant"),
         ({"guidance_scales": [[7.5]]}, "guidance_scales", "[text, image]"),
         ({"variants_per_task": 1}, "variants_per_task", "greater than or equal to 2"),
+        ({"variants_per_task": 0}, "variants_per_task", "greater than or equal to 2"),
+        ({"variants_per_task": 17}, "variants_per_task", "at most 16"),
+        ({"guidance_scales": [[7.5, -1.5]] * 4}, "guidance_scales", ">= 0"),
         ({"splits": ["holdout"]}, "splits", "not a valid choice"),
         ({"editor": "/srv/ip2p"}, "editor", "only staff"),
         ({"finetune_run": 999999}, "finetune_run", "no fine-tune run"),

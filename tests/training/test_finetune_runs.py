@@ -6,7 +6,7 @@ from diffusers import StableDiffusionInstructPix2PixPipeline
 
 from annotation.assignment import lease_next_task
 from annotation.models import EditTask, Membership
-from evaluation.simulated import fill_with_simulated_judgements
+from evaluation.simulated_judgements import fill_with_simulated_judgements
 from training import finetune_runs, scheduling
 from training.finetune_runs import compare_scores, evaluation_tasks, execute
 from training.models import FinetuneRun

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from annotation.models import EditTask
-from evaluation.simulated import fill_with_simulated_judgements
+from evaluation.simulated_judgements import fill_with_simulated_judgements
 from tests.conftest import client_for, wait_for
 from training import scheduling
 from training.models import FinetuneRun, GenerationRun

@@ -111,7 +111,7 @@ class Command(BaseCommand):
             assignment__task__project=project, simulated=True
         ).count()
         if missing > 0:
-            from evaluation.simulated import fill_with_simulated_judgements
+            from evaluation.simulated_judgements import fill_with_simulated_judgements
 
             made = fill_with_simulated_judgements(
                 project, missing, annotators=SIMULATED_ANNOTATORS, seed=1

@@ -27,7 +27,7 @@ from annotation.models import (
     Project,
     Variant,
 )
-from evaluation.simulated import simulated_users
+from evaluation.simulated_judgements import simulated_users
 
 # Per table: the columns seeded here, as SQL over the FROM clause below them; every other
 # column gets its Django default (see insert_sql), so a column added later needs nothing here.

@@ -19,9 +19,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from annotation.management.commands.import_tasks import find_project
+from editloop.errors import RequestInvalid
 from exports import runs
 from exports.models import ExportRun
-from exports.request import FORMATS, IMAGE_MODES, KINDS, LABEL_SOURCES, LAYOUTS, ExportInvalid
+from exports.request import FORMATS, IMAGE_MODES, KINDS, LABEL_SOURCES, LAYOUTS
 
 
 class Command(BaseCommand):
@@ -72,7 +73,7 @@ class Command(BaseCommand):
                 trigger=ExportRun.Trigger.COMMAND,
                 enqueue=options["queue"],
             )
-        except ExportInvalid as invalid:
+        except RequestInvalid as invalid:
             raise CommandError(f"bad export request: {json.dumps(invalid.errors)}") from None
         if options["queue"]:
             self.stdout.write(f"export {run.pk} queued; follow it in the admin or the API")

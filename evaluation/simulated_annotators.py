@@ -9,7 +9,7 @@ disagreement, as between real annotators (Multi-Reward §3 reports per-aspect ag
 - noise: a fresh N(0, noise) per variant, aspect and judgement (attention, mood);
 - disagreement: the spread of the lasting per-aspect bias and of how much each person
   weighs each aspect in their overall preference (taste).
-evaluation/simulated.py submits the result through the real judgement code path.
+evaluation/simulated_judgements.py submits the result through the real judgement code path.
 """
 
 from __future__ import annotations
@@ -175,17 +175,22 @@ def manifest_records(
 
 
 def split_by_photo(
-    manifest: str | Path, records: list[JudgementRecord], seed: int
+    manifest: str | Path,
+    records: list[JudgementRecord],
+    seed: int,
+    test_photos: int = 1,
+    val_photos: int = 1,
 ) -> dict[str, list[JudgementRecord]]:
     """Re-split `manifest_records` output by source photo, as the application splits tasks
-    (one photo never sits in two splits): a seeded choice of one photo's tasks is the test
-    set, another's the val set, the other photos' tasks the training set. Sets each
-    record's `split`; returns the records by split."""
+    (one photo never sits in two splits): a seeded choice of `test_photos` photos' tasks is
+    the test set, `val_photos` others' the val set, the other photos' tasks the training
+    set. Sets each record's `split`; returns the records by split."""
     lines = Path(manifest).read_text().splitlines()
     sources = [json.loads(line)["source"] for line in lines if line.strip()]
     photos = sorted(set(sources))
     random.Random(seed).shuffle(photos)
-    split_of = {photos[0]: "test", photos[1]: "val"}
+    split_of = {photo: "test" for photo in photos[:test_photos]}
+    split_of |= {photo: "val" for photo in photos[test_photos : test_photos + val_photos]}
     by_split: dict[str, list[JudgementRecord]] = {"train": [], "val": [], "test": []}
     for record in records:
         record.split = split_of.get(sources[record.task_id], "train")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation.simulation import SimulatedAnnotator, manifest_records, simulate
+from evaluation.simulated_annotators import SimulatedAnnotator, manifest_records, simulate
 
 TRUTHS = {
     11: {"following": 5.0, "preserving": 4.8, "quality": 5.0},  # good

@@ -3,7 +3,11 @@
 import pytest
 
 from annotation.models import Judgement, Membership
-from evaluation.simulated import NoKnownTruth, fill_with_simulated_judgements, simulated_users
+from evaluation.simulated_judgements import (
+    NoKnownTruth,
+    fill_with_simulated_judgements,
+    simulated_users,
+)
 
 
 def test_simulated_judgements_are_saved_like_peoples_and_marked(procedural_project):
@@ -39,8 +43,7 @@ def test_their_rankings_follow_the_known_truth(procedural_project):
     agree = total = 0
     for judgement in Judgement.objects.filter(assignment__task__project=project):
         truth = {
-            v.pk: sum(v.params["truth"].values())
-            for v in judgement.assignment.task.variants.all()
+            v.pk: sum(v.params["truth"].values()) for v in judgement.assignment.task.variants.all()
         }
         best_tier = judgement.ranking[0]
         best_true = max(truth.values())

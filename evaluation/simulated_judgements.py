@@ -3,7 +3,7 @@
 Each procedural variant knows its true quality (``params["truth"]``, training/procedural.py).
 A simulated annotator leases tasks with ``lease_next_task`` and submits with
 ``submit_judgement`` exactly as the browser does; only the ranking and scores come from
-evaluation/simulation.py instead of a person. Their judgements are marked ``simulated`` so
+evaluation/simulated_annotators.py instead of a person. Their judgements are marked ``simulated`` so
 the admin shows them and exports can leave them out.
 """
 
@@ -19,7 +19,7 @@ from django.db import transaction
 from annotation.assignment import AnnotatorPaused, lease_next_task
 from annotation.judgements import submit_judgement
 from annotation.models import Assignment, Membership, Project, Variant
-from evaluation.simulation import SimulatedAnnotator, simulate
+from evaluation.simulated_annotators import SimulatedAnnotator, simulate
 
 USERNAME_PREFIX = "simulated-"
 
