@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation.metrics import calibrate_epsilon, human_ceiling, reward_metrics  # noqa: E402
-from evaluation.simulation import (  # noqa: E402
+from evaluation.simulated_annotators import (  # noqa: E402
     SimulatedAnnotator,
     manifest_records,
     split_by_photo,
@@ -32,16 +32,18 @@ from rewards.feature_cache import FeatureCache  # noqa: E402
 from rewards.reward_model import BlipRewardModel  # noqa: E402
 from rewards.scoring import score_judgement_variants  # noqa: E402
 from rewards.trainer import TrainConfig, train  # noqa: E402
-from training.procedural import build_demo_manifest  # noqa: E402
+from training.procedural import build_demo_manifest, task_pair_count  # noqa: E402
 
 
-def judgements(manifest: Path, noise: float, seed: int, by: str) -> dict[str, list]:
+def judgements(
+    manifest: Path, noise: float, seed: int, by: str, photos: tuple[int, int] = (2, 2)
+) -> dict[str, list]:
     people = [
         SimulatedAnnotator(noise=noise, disagreement=0.5, seed=100 * seed + i) for i in range(6)
     ]
     records = manifest_records(manifest, people, per_task=3, seed=seed)
     if by == "photo":
-        return split_by_photo(manifest, records, seed)
+        return split_by_photo(manifest, records, seed, *photos)
     return {split: [r for r in records if r.split == split] for split in ("train", "val", "test")}
 
 
@@ -59,6 +61,11 @@ def truth_scores(manifest: Path, records: list) -> dict[int, dict]:
     }
 
 
+def photo_of(manifest: Path, records: list) -> str:
+    sources = [json.loads(line)["source"] for line in manifest.read_text().splitlines()]
+    return ", ".join(sorted({Path(sources[r.task_id]).stem for r in records}))
+
+
 def share(scores_val: dict, scores_test: dict, data: dict) -> tuple[float, float, float]:
     epsilon, _ = calibrate_epsilon(scores_val, data["val"])
     model = reward_metrics(scores_test, data["test"], epsilon)["ceiling_items"]["pairwise_accuracy"]
@@ -69,19 +76,22 @@ def share(scores_val: dict, scores_test: dict, data: dict) -> tuple[float, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--tasks", type=int, default=task_pair_count(), help="photo/recipe pairs")
     parser.add_argument("--noise", type=float, default=1.0)
+    parser.add_argument("--photos", default="2,2", help="test and val photos, by photo")
     parser.add_argument("--split", choices=("photo", "task"), default="photo")
     parser.add_argument("--model", default="{}", help="RewardModelConfig options, JSON")
     parser.add_argument("--train", default="{}", help="TrainConfig options, JSON")
     parser.add_argument("--oracle", action="store_true", help="score by the true quality")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="learning-check-"))
-    manifest = build_demo_manifest(work / "demo", n_tasks=136, seed=0)
+    manifest = build_demo_manifest(work / "demo", n_tasks=args.tasks, seed=0)
     cache = FeatureCache(work / "cache")
     shares = []
     for seed in (int(s) for s in args.seeds.split(",")):
         started = time.monotonic()
-        data = judgements(manifest, args.noise, seed, args.split)
+        photos = tuple(int(n) for n in args.photos.split(","))
+        data = judgements(manifest, args.noise, seed, args.split, photos)
         if args.oracle:
             scores = [truth_scores(manifest, data[s]) for s in ("val", "test")]
         else:
@@ -95,7 +105,8 @@ def main() -> None:
         model_accuracy, people, ratio = share(*scores, data)
         shares.append(ratio)
         print(
-            f"seed {seed}: model {model_accuracy:.3f}, annotators {people:.3f}, "
+            f"seed {seed} (test photo {photo_of(manifest, data['test'])}): model "
+            f"{model_accuracy:.3f}, annotators {people:.3f}, "
             f"share {ratio:.3f} ({time.monotonic() - started:.0f} s)",
             flush=True,
         )

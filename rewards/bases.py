@@ -73,7 +73,7 @@ TINY_VISION = {
     "image_size": 64, "patch_size": 8,
 }  # fmt: skip
 TINY_TEXT = {
-    "vocab_size": 290, "hidden_size": 96, "encoder_hidden_size": 96,
+    "vocab_size": 293, "hidden_size": 96, "encoder_hidden_size": 96,
     "intermediate_size": 192, "num_hidden_layers": 4, "max_position_embeddings": 64,
 }  # fmt: skip
 

@@ -5,7 +5,7 @@ photo for that recipe (right op at a good strength, too weak, overdone, and a wr
 op or a damaged edit) and records a ground-truth score for each, derived only from
 how the edit was made, so a simulated annotator can rank them without a model.
 `build_demo_manifest` writes a demo import (`manifest.jsonl` + PNGs) from the
-real photos that ship inside scikit-image.
+real photos that ship inside scikit-image, scikit-learn and matplotlib.
 """
 
 from __future__ import annotations
@@ -46,29 +46,50 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class DemoPhoto:
     name: str
-    loader: str  # attribute of skimage.data
+    loader: str  # "<package>:<name>": a photo that ships inside an installed wheel
     subject: str | None  # what masked/subject instructions refer to; None = no clear subject
 
 
-# Colour photos that load offline from the scikit-image wheel. skimage.data.cat is the
-# same array as chelsea, and grayscale ones would make "black and white" a no-op.
+# Colour photos that load offline from the wheels EditLoop installs anyway (scikit-image,
+# scikit-learn, matplotlib). skimage.data.cat is the same array as chelsea, grayscale ones
+# would make "black and white" a no-op, and the more photos there are, the more a reward
+# model trained on some of them must judge edits of a photo it never saw.
 DEMO_PHOTOS = (
-    DemoPhoto("astronaut", "astronaut", "astronaut"),
-    DemoPhoto("coffee", "coffee", "coffee cup"),
-    DemoPhoto("cat", "chelsea", "cat"),
-    DemoPhoto("rocket", "rocket", "rocket"),
-    DemoPhoto("cells", "immunohistochemistry", None),
-    DemoPhoto("hubble", "hubble_deep_field", None),
-    DemoPhoto("retina", "retina", None),
+    DemoPhoto("astronaut", "skimage:astronaut", "astronaut"),
+    DemoPhoto("coffee", "skimage:coffee", "coffee cup"),
+    DemoPhoto("cat", "skimage:chelsea", "cat"),
+    DemoPhoto("rocket", "skimage:rocket", "rocket"),
+    DemoPhoto("cells", "skimage:immunohistochemistry", None),
+    DemoPhoto("hubble", "skimage:hubble_deep_field", None),
+    DemoPhoto("retina", "skimage:retina", None),
+    DemoPhoto("motorcycle", "skimage:stereo_motorcycle", "motorcycle"),
+    DemoPhoto("temple", "sklearn:china.jpg", "temple"),
+    DemoPhoto("flower", "sklearn:flower.jpg", "flower"),
+    DemoPhoto("portrait", "matplotlib:grace_hopper.jpg", "woman"),
 )
+
+
+def _photo_array(loader: str) -> np.ndarray:
+    package, name = loader.split(":")
+    if package == "skimage":
+        import skimage.data
+
+        array = getattr(skimage.data, name)()
+        return array[0] if isinstance(array, tuple) else array  # a stereo pair: the left view
+    if package == "sklearn":
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(name)
+    if package == "matplotlib":
+        from matplotlib import cbook
+
+        return np.asarray(Image.open(cbook.get_sample_data(name)).convert("RGB"))
+    raise ValueError(f"unknown photo package {package!r} in {loader!r}")
 
 
 @cache
 def _load_photo_cached(loader: str) -> Image.Image:
-    import skimage.data
-
-    array = getattr(skimage.data, loader)()
-    return downscale(Image.fromarray(array).convert("RGB"))
+    return downscale(Image.fromarray(_photo_array(loader)).convert("RGB"))
 
 
 def load_photo(photo: DemoPhoto) -> Image.Image:
@@ -578,6 +599,11 @@ def make_variants(
 
 
 TaskPair = tuple[DemoPhoto, EditRecipe]
+
+
+def task_pair_count() -> int:
+    """How many distinct photo/recipe pairs the demo photos and recipes make."""
+    return sum(recipe.fits(photo) for recipe in RECIPES for photo in DEMO_PHOTOS)
 
 
 def pick_tasks(n_tasks: int, rng: np.random.Generator) -> list[TaskPair]:

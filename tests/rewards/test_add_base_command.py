@@ -15,7 +15,7 @@ def test_it_registers_a_base_and_prints_its_kind_size_and_image_size(db, blip_it
 
     base = BaseCheckpoint.objects.get(name="blip-tiny")
     assert base.kind == "blip-itm" and base.path == str(blip_itm_dir)
-    assert "blip-itm, 807.3 k parameters (807264), image size 64" in out.getvalue()
+    assert "blip-itm, 807.6 k parameters (807552), image size 64" in out.getvalue()
 
 
 def test_it_refuses_the_wrong_kind_with_the_message_and_saves_nothing(db, captioning_dir):

@@ -49,7 +49,7 @@ def test_registering_checks_the_directory_and_keeps_what_it_found(blip_itm_dir, 
 
     base.refresh_from_db()
     assert base.kind == "blip-itm" and base.image_size == 64
-    assert base.parameters == 807_264 and base.parameters_shown == "807.3 k"
+    assert base.parameters == 807_552 and base.parameters_shown == "807.6 k"
     assert base.info["vision_layers"] == 4 and base.info["weights_file"] == "model.safetensors"
     assert base.path == str(blip_itm_dir) and base.registered_by == staff
     assert base.checked_at is not None
