@@ -121,7 +121,7 @@ class ImportView(APIView):
                 "type": "object",
                 "properties": {"archive": {"type": "string", "format": "binary"}},
             }
-        },  # noqa: E501
+        },
         responses={201: dict, 400: dict},
     )
     def post(self, request: Request, pk: int) -> Response:

@@ -8,30 +8,27 @@ reason. Images are stored content-addressed, so a photo imported twice is stored
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import posixpath
-import warnings
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.conf import settings
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from PIL import Image as PILImage
 
+from annotation.images import CheckedImage, inspect_image, store_images
 from annotation.models import CATEGORIES, EditTask, Image, Project, Variant
 from editloop.errors import RequestInvalid
 
 MANIFEST_NAME = "manifest.jsonl"
-ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"}
 MAX_IMAGE_BYTES = 100 * 1024 * 1024
 MAX_INSTRUCTION_CHARS = 2000
 MAX_ERRORS = 200
+
+Refuse = Callable[[str, str], None]  # (field, message): one problem of the line being planned
 
 Progress = Callable[[int], object]  # called with the number of images just checked
 
@@ -76,15 +73,6 @@ class ImportResult:
     images_stored: int
 
 
-@dataclass(frozen=True)
-class CheckedImage:
-    sha256: str
-    width: int
-    height: int
-    format: str
-    size_bytes: int
-
-
 @dataclass
 class PlannedVariant:
     path: str
@@ -121,7 +109,7 @@ class FileSource:
 
 
 class ZipSource(FileSource):
-    def __init__(self, archive: zipfile.ZipFile):
+    def __init__(self, archive: zipfile.ZipFile) -> None:
         self.archive = archive
         self.members = {info.filename: info for info in archive.infolist() if not info.is_dir()}
 
@@ -143,7 +131,7 @@ class ZipSource(FileSource):
 
 
 class DirectorySource(FileSource):
-    def __init__(self, root: Path):
+    def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
     def _resolve(self, path: str) -> Path:
@@ -323,7 +311,7 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _path_field(record: dict, name: str, refuse) -> str:  # noqa: ANN001
+def _path_field(record: dict, name: str, refuse: Refuse) -> str:
     value = record.get(name)
     if not isinstance(value, str) or not value:
         refuse(name, "required: a path inside the archive")
@@ -335,7 +323,7 @@ def _path_field(record: dict, name: str, refuse) -> str:  # noqa: ANN001
     return clean
 
 
-def _plan_variants(project: Project, raw: object, refuse) -> list[PlannedVariant]:  # noqa: ANN001
+def _plan_variants(project: Project, raw: object, refuse: Refuse) -> list[PlannedVariant]:
     if not isinstance(raw, list):
         refuse("variants", "required: a list of at least 2 variants")
         return []
@@ -365,7 +353,7 @@ def _plan_variants(project: Project, raw: object, refuse) -> list[PlannedVariant
     return planned
 
 
-def _check_gold_ranking(gold: object, variant_count: int, refuse) -> None:  # noqa: ANN001
+def _check_gold_ranking(gold: object, variant_count: int, refuse: Refuse) -> None:
     message = (
         "a gold task needs gold_ranking: tiers best→worst of variant indices "
         f"0..{variant_count - 1}"
@@ -417,39 +405,6 @@ def _check_one_image(path: str, source: FileSource, checked: dict[str, CheckedIm
     return ""
 
 
-def inspect_image(data: bytes) -> CheckedImage:
-    """Open the bytes with Pillow, refusing non-images, corrupt files and decompression bombs."""
-    max_pixels = settings.IMAGE_MAX_PIXELS
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            with PILImage.open(io.BytesIO(data)) as image:
-                width, height, image_format = image.width, image.height, image.format
-                if width * height > max_pixels:
-                    raise ValueError(
-                        f"{width}x{height} is {width * height} pixels, over the "
-                        f"{max_pixels} pixel limit"
-                    )
-                if image_format not in ALLOWED_FORMATS:
-                    raise ValueError(f"format {image_format} is not accepted")
-                image.verify()
-            with PILImage.open(io.BytesIO(data)) as image:
-                image.load()  # verify() misses truncated pixel data; decoding finds it
-    except ValueError:
-        raise
-    except (PILImage.UnidentifiedImageError, PILImage.DecompressionBombError):
-        raise ValueError("not an image Pillow can read") from None
-    except (OSError, SyntaxError, PILImage.DecompressionBombWarning) as error:
-        raise ValueError(f"corrupt image ({error})") from None
-    return CheckedImage(
-        sha256=hashlib.sha256(data).hexdigest(),
-        width=width,
-        height=height,
-        format=image_format,
-        size_bytes=len(data),
-    )
-
-
 def check_duplicate_variants(
     planned: list[PlannedTask], checked: dict[str, CheckedImage], problems: list[ImportProblem]
 ) -> None:
@@ -480,7 +435,7 @@ def save_tasks(
     written: list[str] = []
     try:
         with transaction.atomic():
-            images = store_images(checked, source, written)
+            images = store_images(checked, source.read, written)
             tasks = _create_tasks(project, planned, images)
             variant_count = _create_variants(planned, tasks, images)
     except BaseException:
@@ -488,37 +443,6 @@ def save_tasks(
             default_storage.delete(name)
         raise
     return ImportResult(tasks=len(tasks), variants=variant_count, images_stored=len(written))
-
-
-def store_images(
-    checked: dict[str, CheckedImage], source: FileSource, written: list[str]
-) -> dict[str, Image]:
-    """Image rows by manifest path; a new file is written once, under its hash."""
-    first_path_by_sha = {image.sha256: path for path, image in checked.items()}
-    known = set(Image.objects.filter(sha256__in=first_path_by_sha).values_list("sha256", flat=True))
-    new_rows = []
-    for sha, path in first_path_by_sha.items():
-        if sha in known:
-            continue
-        image = checked[path]
-        name = f"images/{sha[:2]}/{sha}.{image.format.lower()}"
-        if not default_storage.exists(name):
-            default_storage.save(name, ContentFile(source.read(path)))
-            written.append(name)
-        new_rows.append(
-            Image(
-                sha256=sha,
-                file=name,
-                width=image.width,
-                height=image.height,
-                format=image.format,
-                size_bytes=image.size_bytes,
-            )
-        )
-    # ignore_conflicts: a concurrent import may store the same photo first; then its row wins.
-    Image.objects.bulk_create(new_rows, ignore_conflicts=True)
-    by_sha = {image.sha256: image for image in Image.objects.filter(sha256__in=first_path_by_sha)}
-    return {path: by_sha[image.sha256] for path, image in checked.items()}
 
 
 def _create_tasks(
@@ -572,26 +496,3 @@ def _store_gold_rankings(
             task.gold_ranking = [[rows[index].pk for index in tier] for tier in plan.gold_ranking]
             gold_tasks.append(task)
     EditTask.objects.bulk_update(gold_tasks, ["gold_ranking"])
-
-
-def store_pil_image(image: PILImage.Image) -> Image:
-    """A generated image as a content-addressed PNG row (the same layout as imports); the
-    same pixels twice give the same row."""
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG")
-    data = buffer.getvalue()
-    checked = inspect_image(data)
-    name = f"images/{checked.sha256[:2]}/{checked.sha256}.png"
-    if not default_storage.exists(name):
-        default_storage.save(name, ContentFile(data))
-    row, _ = Image.objects.get_or_create(
-        sha256=checked.sha256,
-        defaults={
-            "file": name,
-            "width": checked.width,
-            "height": checked.height,
-            "format": checked.format,
-            "size_bytes": checked.size_bytes,
-        },
-    )
-    return row

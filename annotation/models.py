@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -345,7 +345,7 @@ class Assignment(models.Model):
     def __str__(self) -> str:
         return f"assignment {self.pk}: task {self.task_id} → {self.annotator_id} ({self.status})"
 
-    def lease_is_live(self, now=None) -> bool:  # noqa: ANN001
+    def lease_is_live(self, now: datetime | None = None) -> bool:
         now = now or timezone.now()
         return self.status == self.Status.LEASED and self.expires_at > now
 

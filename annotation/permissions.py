@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import User
+from django.db.models import QuerySet
 from django.http import Http404
 from rest_framework.exceptions import PermissionDenied
 
@@ -30,7 +31,7 @@ def get_project_for(user: User, pk: int, *, manager: bool = False) -> Project:
     return project
 
 
-def visible_projects(user: User):  # noqa: ANN201
+def visible_projects(user: User) -> QuerySet[Project]:
     if user.is_staff:
         return Project.objects.all()
     return Project.objects.filter(memberships__user=user)

@@ -22,17 +22,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.metrics import calibrate_epsilon, human_ceiling, reward_metrics  # noqa: E402
-from evaluation.simulated_annotators import (  # noqa: E402
+from evaluation.metrics import calibrate_epsilon, human_ceiling, reward_metrics
+from evaluation.simulated_annotators import (
     SimulatedAnnotator,
     manifest_records,
     split_by_photo,
 )
-from rewards.feature_cache import FeatureCache  # noqa: E402
-from rewards.reward_model import BlipRewardModel  # noqa: E402
-from rewards.scoring import score_judgement_variants  # noqa: E402
-from rewards.trainer import TrainConfig, train  # noqa: E402
-from training.procedural import build_demo_manifest, task_pair_count  # noqa: E402
+from rewards.feature_cache import FeatureCache
+from rewards.reward_model import BlipRewardModel
+from rewards.scoring import score_judgement_variants
+from rewards.trainer import TrainConfig, train
+from training.procedural import build_demo_manifest, task_pair_count
 
 
 def judgements(

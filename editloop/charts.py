@@ -4,9 +4,11 @@ library on the web server, readable without a legend hunt (each series is labell
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
+
+Scale = Callable[[float], float]  # a data value to its SVG coordinate
 
 PALETTE = ("#3b6fd4", "#d9822b", "#2e9e5b", "#c23b6b", "#7a55c4", "#6b7280")
 
@@ -104,7 +106,7 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
-def _y_ticks(low: float, high: float, sy, plot_w: float) -> list[str]:  # noqa: ANN001
+def _y_ticks(low: float, high: float, sy: Scale, plot_w: float) -> list[str]:
     return [
         f'<line x1="{MARGIN_LEFT}" x2="{MARGIN_LEFT + plot_w}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" '
         'stroke="#eceef1"/>'
@@ -113,7 +115,7 @@ def _y_ticks(low: float, high: float, sy, plot_w: float) -> list[str]:  # noqa: 
     ]
 
 
-def _x_ticks(low: float, high: float, sx, plot_h: float, whole: bool) -> list[str]:  # noqa: ANN001
+def _x_ticks(low: float, high: float, sx: Scale, plot_h: float, whole: bool) -> list[str]:
     """Ticks under the plot; only whole numbers when x counts things (versions, steps)."""
     y = MARGIN_TOP + plot_h
     ticks = [t for t in nice_ticks(low, high) if not whole or float(t).is_integer()]
@@ -128,7 +130,7 @@ def _fmt(value: float) -> str:
     return f"{value:g}" if abs(value) >= 0.01 or value == 0 else f"{value:.1e}"
 
 
-def _line(series: Series, color: str, sx, sy) -> str:  # noqa: ANN001
+def _line(series: Series, color: str, sx: Scale, sy: Scale) -> str:
     points = [p for p in series.points if _finite(p)]
     dash = ' stroke-dasharray="6 4"' if series.dashed else ""
     path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)

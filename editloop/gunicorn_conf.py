@@ -7,8 +7,14 @@ Flags on the command line still win (``--workers``, ``--bind`` ...). Measured ch
 annotator's pause between opening a task and submitting it.
 """
 
+from __future__ import annotations
+
 import gc
 import multiprocessing
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gunicorn.workers.base import Worker
 
 wsgi_app = "editloop.wsgi"
 worker_class = "gthread"
@@ -18,7 +24,7 @@ keepalive = 30
 backlog = 2048
 
 
-def post_worker_init(worker) -> None:
+def post_worker_init(worker: Worker) -> None:
     """Freeze what start-up loaded (Django, DRF, the URLconf: ~115k objects) so the cyclic
     garbage collector stops walking it: a full collection over it is a 20-50 ms pause in
     the middle of somebody's request."""

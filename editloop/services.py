@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -179,7 +179,7 @@ def stop_embedded_services() -> None:
     stop_postgres()
 
 
-def _wait_until(condition, timeout: float, what: str) -> None:  # noqa: ANN001
+def _wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -13,7 +13,9 @@ from evaluation.quality import run_quality_check
 
 
 @admin.action(description="Run quality check now")
-def run_quality_check_now(modeladmin, request: HttpRequest, queryset: QuerySet) -> None:  # noqa: ANN001
+def run_quality_check_now(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> None:
     """Flag (and pause, where the project says so) annotators below its thresholds, and
     send disputed tasks back for extra judgements."""
     for project in queryset:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.db.models import Count, Max, Min
 from django.db.models.functions import TruncHour, TruncMinute
@@ -18,6 +19,9 @@ from annotation.stats import annotator_figures
 from editloop import charts
 from evaluation.quality import quality_report
 from rewards.plots import versions_chart
+
+if TYPE_CHECKING:
+    from rewards.models import RewardModelVersion
 
 TIME_BUCKETS_S = (5, 10, 20, 30, 60, 120)
 
@@ -31,7 +35,7 @@ class Section:
 
 
 def svg(markup: str) -> SafeString:
-    return mark_safe(markup)  # noqa: S308  (editloop.charts escapes every label)
+    return mark_safe(markup)  # safe: editloop.charts escapes every label
 
 
 def project_dashboard(project: Project) -> list[Section]:
@@ -184,17 +188,17 @@ def reward_models_section(project: Project) -> Section:
     return Section("Reward model", [svg(plot)], table or None, note if table else "")
 
 
-def _on_ceiling_items(version) -> float | None:  # noqa: ANN001  (a RewardModelVersion)
+def _on_ceiling_items(version: RewardModelVersion) -> float | None:
     same_items = version.metrics.get("test", {}).get("ceiling_items") or {}
     return same_items.get("pairwise_accuracy")
 
 
-def _ceiling_tasks(version) -> str:  # noqa: ANN001
+def _ceiling_tasks(version: RewardModelVersion) -> str:
     ceiling = version.metrics.get("test", {}).get("human_ceiling") or {}
     return "—" if ceiling.get("tasks") is None else str(ceiling["tasks"])
 
 
-def _promotion(version) -> str:  # noqa: ANN001
+def _promotion(version: RewardModelVersion) -> str:
     """The val comparison that decided it: "0.612 vs v1 0.580", or why there was none."""
     versus = version.metrics.get("versus_active")
     if not versus:

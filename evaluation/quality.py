@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from annotation.models import EditTask, Judgement, Membership, Project
@@ -111,7 +111,7 @@ def run_quality_check(project: Project) -> QualityCheck:
     return outcome
 
 
-def _annotators(project: Project):  # noqa: ANN202
+def _annotators(project: Project) -> QuerySet[Membership]:
     return (
         Membership.objects.select_for_update()
         .filter(project=project, role=Membership.Role.ANNOTATOR)
@@ -159,7 +159,7 @@ def queue_disputed_tasks(project: Project, agreement: dict[int, float]) -> list[
     return sorted(chosen)
 
 
-def projects_with_quality_checks():  # noqa: ANN201
+def projects_with_quality_checks() -> QuerySet[Project]:
     return Project.objects.filter(
         Q(qc_min_gold_accuracy__isnull=False)
         | Q(qc_min_agreement__isnull=False)
@@ -167,7 +167,7 @@ def projects_with_quality_checks():  # noqa: ANN201
     )
 
 
-def resume(memberships) -> int:  # noqa: ANN001
+def resume(memberships: QuerySet[Membership]) -> int:
     """A manager lets paused annotators work again (their flag stays until figures recover)."""
     return memberships.filter(paused=True).update(paused=False)
 

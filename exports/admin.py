@@ -8,7 +8,7 @@ import json
 from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -162,7 +162,9 @@ class ExportRunAdmin(JobLaunchAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("project")
 
-    def save_model(self, request: HttpRequest, obj: ExportRun, form, change: bool) -> None:  # noqa: ANN001
+    def save_model(
+        self, request: HttpRequest, obj: ExportRun, form: ExportLaunchForm, change: bool
+    ) -> None:
         run = request_export(
             form.cleaned_data["project"],
             form.request_data(),
@@ -199,7 +201,9 @@ class ExportRunAdmin(JobLaunchAdmin):
 
 
 @admin.action(description="Export a dataset…")
-def export_dataset(modeladmin, request: HttpRequest, queryset: QuerySet):  # noqa: ANN001, ANN201
+def export_dataset(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> HttpResponseRedirect:
     """On the Projects page: opens the export form with the project filled in."""
     return launch_form_for("admin:exports_exportrun_add", queryset)
 

@@ -21,17 +21,22 @@ from contextlib import contextmanager
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation.models import Project
 from editloop.errors import RequestInvalid
-from editloop.jobs import Outcome, Progress, ProgressListener, run_job
+from editloop.jobs import Outcome, Progress, ProgressListener, enqueue, run_job
 from exports import archive, queries, writers
 from exports.models import ExportRun, exports_root
 from exports.request import ExportRequest, parse_request
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +57,7 @@ def request_export(
     data: dict,
     *,
     trigger: str = ExportRun.Trigger.API,
-    user=None,  # noqa: ANN001  (a User or None)
+    user: User | None = None,
     enqueue: bool = True,
 ) -> ExportRun:
     """A pending export of ``data`` (kind, format, images, filters, options: see
@@ -117,9 +122,7 @@ class ExportCannotRun(Exception):
 
 
 def enqueue_export(run_id: int) -> None:
-    from exports.tasks import export
-
-    export.delay(run_id)
+    enqueue("annotation.export", run_id)  # by name: exports/tasks.py imports this module
 
 
 def request_of(run: ExportRun) -> ExportRequest:
@@ -269,7 +272,7 @@ def streaming_queries() -> Iterator[queries.RunQuery]:
         own.close()
 
 
-def _plan_for_every_row(db) -> None:  # noqa: ANN001  (a psycopg connection)
+def _plan_for_every_row(db: psycopg.Connection) -> None:
     """A cursor is planned for its first 10 % of rows by default (cursor_tuple_fraction):
     with the ranking expanded by jsonb functions the planner cannot size, that picks
     fast-start nested loops that rescan whole tables per judgement (minutes for 100k rows).
@@ -277,7 +280,7 @@ def _plan_for_every_row(db) -> None:  # noqa: ANN001  (a psycopg connection)
     db.execute("SET LOCAL cursor_tuple_fraction = 1.0")
 
 
-def _runner(db, *, prefetch: bool) -> queries.RunQuery:  # noqa: ANN001  (psycopg connection)
+def _runner(db: psycopg.Connection, *, prefetch: bool) -> queries.RunQuery:
     def run_query(sql: str, params: dict) -> Iterator[tuple]:
         # Binary results: timestamps and arrays parse in C, a third faster than text.
         with db.cursor(name=f"export_{uuid.uuid4().hex[:12]}", binary=True) as cursor:
@@ -288,7 +291,7 @@ def _runner(db, *, prefetch: bool) -> queries.RunQuery:  # noqa: ANN001  (psycop
     return run_query
 
 
-def prefetched(cursor) -> Iterator[tuple]:  # noqa: ANN001  (a psycopg server cursor)
+def prefetched(cursor: psycopg.ServerCursor) -> Iterator[tuple]:
     """The cursor's rows, the next batch fetched by a thread while this one is written:
     Postgres computes rows while Python formats them (a FETCH waits on the socket with the
     GIL released). At most PREFETCH_BATCHES batches wait in memory."""

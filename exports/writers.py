@@ -40,7 +40,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # imported where used: only Arrow and Parquet exports need it
 
 SPLITS = ("train", "val", "test")
 
@@ -349,7 +352,7 @@ class JsonlTable:
         self, path: Path, columns: list, sink: ImageSink, cell: str, image_base: str = ""
     ) -> None:
         self.path = path
-        self.handle = open(path, "w", encoding="ascii")  # noqa: SIM115  (closed in close())
+        self.handle = open(path, "w", encoding="ascii")  # no `with`: closed in close()
         self.converting = [
             (n, c)
             for n, c in _cell_converters(columns, cell, sink, as_json=True, image_base=image_base)
@@ -403,7 +406,7 @@ class JsonArrayTable(JsonlTable):
         self.handle.close()
 
 
-def arrow_type(kind: str, cell: str):  # noqa: ANN201  (a pyarrow DataType)
+def arrow_type(kind: str, cell: str) -> pa.DataType:
     import pyarrow as pa
 
     image = {
@@ -448,7 +451,7 @@ def hf_feature(kind: str, cell: str) -> dict:
     }[kind]
 
 
-def arrow_schema(columns: list[tuple[str, str]], cell: str):  # noqa: ANN201
+def arrow_schema(columns: list[tuple[str, str]], cell: str) -> pa.Schema:
     import pyarrow as pa
 
     features = {name: hf_feature(kind, cell) for name, kind in columns}

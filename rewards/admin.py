@@ -4,11 +4,14 @@ checkpoints (registered, checked and re-checked here); retrains with a chosen ba
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -21,6 +24,11 @@ from rewards import scheduling
 from rewards.config import HEAD_MODES, TINY
 from rewards.models import BaseCheckpoint, RewardModelVersion, RewardTrainingRun, VariantScore
 from rewards.plots import loss_chart, versions_chart
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+    from annotation.models import Project
 
 
 @admin.register(RewardTrainingRun)
@@ -64,7 +72,7 @@ class RewardTrainingRunAdmin(JobAdmin):
 
     @admin.display(description="loss curve")
     def curves(self, run: RewardTrainingRun) -> str:
-        return mark_safe(loss_chart(run))  # noqa: S308  (every label is escaped by charts)
+        return mark_safe(loss_chart(run))  # safe: charts escape every label
 
     @admin.display(description="version")
     def version_link(self, run: RewardTrainingRun) -> str:
@@ -123,9 +131,11 @@ class RewardModelVersionAdmin(NoAddAdmin):
 
     @admin.display(description="metrics")
     def metrics_table(self, version: RewardModelVersion) -> str:
-        return mark_safe(_metrics_html(version.metrics))  # noqa: S308  (values escaped)
+        return mark_safe(_metrics_html(version.metrics))  # safe: values escaped
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):  # noqa: ANN201
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
         response = super().changelist_view(request, extra_context)
         if isinstance(response, TemplateResponse) and "cl" in response.context_data:
             versions = list(response.context_data["cl"].queryset.select_related("project"))
@@ -156,7 +166,7 @@ def _charts_per_project(versions: list[RewardModelVersion]) -> list[str]:
     for version in versions:
         by_project.setdefault(str(version.project), []).append(version)
     return [
-        mark_safe(versions_chart(found, f"{name}: reward model versions"))  # noqa: S308
+        mark_safe(versions_chart(found, f"{name}: reward model versions"))  # safe: charts escape
         for name, found in by_project.items()
     ]
 
@@ -218,7 +228,9 @@ class VariantScoreAdmin(NoAddAdmin):
 
 
 @admin.action(description="Retrain reward model now")
-def retrain_reward_model_now(modeladmin, request: HttpRequest, queryset: QuerySet) -> None:  # noqa: ANN001
+def retrain_reward_model_now(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> None:
     """On the Projects page: a retrain per selected project (single flight per project), on
     the deployment's default base (REWARD_BASE)."""
     for project in queryset:
@@ -237,7 +249,7 @@ class RetrainForm(forms.Form):
     )
     heads = forms.ChoiceField(choices=[(h, h) for h in HEAD_MODES], initial="fine")
 
-    def __init__(self, *args: object, user=None, **kwargs: object) -> None:  # noqa: ANN001
+    def __init__(self, *args: object, user: User | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
         names = BaseCheckpoint.objects.values_list("name", flat=True)
@@ -258,7 +270,9 @@ class RetrainForm(forms.Form):
 
 
 @admin.action(description="Retrain reward model with a chosen base…")
-def retrain_reward_model_with_base(modeladmin, request: HttpRequest, queryset: QuerySet):  # noqa: ANN001, ANN201
+def retrain_reward_model_with_base(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> TemplateResponse | None:
     """On the Projects page: pick the base (and heads) on a form, then a retrain per project."""
     form = RetrainForm(request.POST if "apply" in request.POST else None, user=request.user)
     if not form.is_valid():
@@ -280,7 +294,9 @@ def retrain_reward_model_with_base(modeladmin, request: HttpRequest, queryset: Q
     return None
 
 
-def _queue_retrain(modeladmin, request: HttpRequest, project, **choices: str) -> None:  # noqa: ANN001
+def _queue_retrain(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, project: Project, **choices: str
+) -> None:
     try:
         run = scheduling.request_retrain(
             project, trigger=RewardTrainingRun.Trigger.ADMIN, user=request.user, **choices
@@ -341,7 +357,9 @@ class BaseCheckpointAdmin(admin.ModelAdmin):
     search_fields = ["name", "path"]
     actions = ["recheck"]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: BaseCheckpoint | None = None):  # noqa: ANN201
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: BaseCheckpoint | None = None
+    ) -> Sequence[str]:
         # Runs refer to a base by name: renaming one would orphan what they asked for.
         return [*self.readonly_fields, "name"] if obj is not None else self.readonly_fields
 
@@ -349,7 +367,9 @@ class BaseCheckpointAdmin(admin.ModelAdmin):
     def parameter_count(self, base: BaseCheckpoint) -> str:
         return base.parameters_shown
 
-    def save_model(self, request: HttpRequest, obj: BaseCheckpoint, form, change: bool) -> None:  # noqa: ANN001
+    def save_model(
+        self, request: HttpRequest, obj: BaseCheckpoint, form: BaseCheckpointForm, change: bool
+    ) -> None:
         obj.apply_check(form.checked)
         if not change:
             obj.registered_by = request.user

@@ -5,6 +5,7 @@ API's exception handler answers 400 naming the field); any other error is a 500.
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import User
 from django.http import Http404
@@ -17,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.importers import inspect_image
+from annotation.images import inspect_image
 from annotation.models import Membership
 from annotation.permissions import get_project_for
 from editloop.errors import RequestInvalid
@@ -26,6 +27,9 @@ from rewards import scheduling
 from rewards.bases import inspect_base
 from rewards.config import TINY
 from rewards.models import BaseCheckpoint, RewardModelVersion, RewardTrainingRun
+
+if TYPE_CHECKING:
+    from django.core.files.uploadedfile import UploadedFile
 
 MAX_SCORE_IMAGES = 32
 
@@ -234,8 +238,8 @@ class ScoreView(APIView):
         return found
 
 
-def _open(field: str, upload) -> PILImage.Image:  # noqa: ANN001
-    """The same checks as an import (annotation.importers.inspect_image), then decode."""
+def _open(field: str, upload: UploadedFile) -> PILImage.Image:
+    """The same checks as an import (annotation.images.inspect_image), then decode."""
     data = upload.read()
     try:
         inspect_image(data)

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
@@ -19,7 +20,8 @@ from django.db.models import Max
 
 from annotation.models import Project
 from editloop.errors import FieldErrors, RequestInvalid
-from rewards.bases import BaseInvalid, inspect_base
+from editloop.jobs import enqueue
+from rewards.bases import BaseInfo, BaseInvalid, inspect_base
 from rewards.config import TINY, split_options
 from rewards.models import BaseCheckpoint, RewardTrainingRun
 from rewards.selection import training_judgements
@@ -53,7 +55,7 @@ def request_retrain(
     project: Project,
     *,
     trigger: str,
-    user=None,  # noqa: ANN001  (a User or None for the schedule)
+    user: User | None = None,  # None: the schedule
     base: str | None = None,
     heads: str | None = None,
     options: dict | None = None,
@@ -105,7 +107,7 @@ def _trigger_defaults(trigger: str) -> dict:
     return {"warm_start": True} if trigger == RewardTrainingRun.Trigger.SCHEDULE else {}
 
 
-def _may_name_paths(trigger: str, user) -> bool:  # noqa: ANN001
+def _may_name_paths(trigger: str, user: User | None) -> bool:
     """Paths are for staff, the shell (``train_reward``) and the schedule (the settings'
     REWARD_BASE): a path reads the workers' disk, so project managers pick names."""
     if trigger in (RewardTrainingRun.Trigger.COMMAND, RewardTrainingRun.Trigger.SCHEDULE):
@@ -114,9 +116,7 @@ def _may_name_paths(trigger: str, user) -> bool:  # noqa: ANN001
 
 
 def _enqueue(run_id: int) -> None:
-    from rewards.tasks import retrain
-
-    retrain.delay(run_id)
+    enqueue("rewards.retrain", run_id)  # by name: rewards/tasks.py imports this module
 
 
 def new_judgements_since_last_version(project: Project) -> int:
@@ -186,7 +186,7 @@ def _looks_like_a_path(base: str) -> bool:
     return "/" in base or "\\" in base or base.startswith(("~", "."))
 
 
-def inspect_directory(path: str, field: str = "base"):  # noqa: ANN201  (a bases.BaseInfo)
+def inspect_directory(path: str, field: str = "base") -> BaseInfo:
     """`inspect_base` on an absolute directory; InvalidBase with its message otherwise."""
     if not Path(path).is_absolute():
         raise InvalidBase(f"{path!r} is not an absolute path", field)
@@ -200,8 +200,8 @@ def register_base(
     name: str,
     path: str,
     *,
-    user=None,
-    replace: bool = False,  # noqa: ANN001  (a User)
+    user: User | None = None,
+    replace: bool = False,
 ) -> BaseCheckpoint:
     """Check `path` and save it under `name`. A bad name or directory raises InvalidBase
     (field `name` or `path`) and saves nothing; an existing name needs `replace`, which

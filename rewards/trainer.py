@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -38,8 +38,8 @@ from rewards.dataset import (
 )
 from rewards.device import resolve_device
 from rewards.feature_cache import FeatureCache
-from rewards.losses import reward_loss
-from rewards.reward_model import BlipRewardModel
+from rewards.losses import LossParts, reward_loss
+from rewards.reward_model import BlipRewardModel, RewardOutput
 from training.training_utils import (
     ProgressFn,
     ShouldStop,
@@ -272,13 +272,13 @@ def _load_best(run: _Run) -> None:
 # --- steps ------------------------------------------------------------------------------------
 
 
-def _autocast(run: _Run):  # noqa: ANN202
+def _autocast(run: _Run) -> AbstractContextManager[None]:
     if run.device.type == "cuda" and run.config.amp:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
 
 
-def _forward(run: _Run, batch: JudgementBatch):  # noqa: ANN202
+def _forward(run: _Run, batch: JudgementBatch) -> tuple[RewardOutput, LossParts]:
     batch = batch.to(run.device)
     with _autocast(run):
         output = run.model(

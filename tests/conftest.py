@@ -181,7 +181,7 @@ def procedural_project(db, manager, tmp_path_factory):
     return make
 
 
-def wait_for(condition, timeout: float = 180, every: float = 0.25):  # noqa: ANN001, ANN201
+def wait_for(condition, timeout: float = 180, every: float = 0.25):
     """Poll ``condition`` until it returns something truthy (a worker's result)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -214,7 +214,7 @@ class Worker:
         self.process.wait(timeout=30)
 
 
-def _reroute(app) -> None:  # noqa: ANN001
+def _reroute(app) -> None:
     """Celery caches the prepared routes and the router built from them: rebuild both."""
     app.amqp.flush_routes()
     app.amqp.router = app.amqp.Router()
@@ -300,7 +300,7 @@ def page(browser: Browser, live_server) -> Iterator[Page]:
     assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
-def log_in_as(page, username: str, next_path: str) -> None:  # noqa: ANN001
+def log_in_as(page, username: str, next_path: str) -> None:
     """Log in through the real form and wait until ``next_path`` is shown."""
     from urllib.parse import urlparse
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -72,7 +72,7 @@ def evaluation_html(run: FinetuneRun) -> str:
                 ],
             )
         )
-    return mark_safe(rows)  # noqa: S308  (format_html escaped every value)
+    return mark_safe(rows)
 
 
 def _reward_cells(values: dict, keys: list[str]) -> str:
@@ -128,7 +128,9 @@ class FinetuneRunAdmin(JobLaunchAdmin):
     def get_changeform_initial_data(self, request: HttpRequest) -> dict:
         return {**super().get_changeform_initial_data(request), "base": "tiny"}
 
-    def save_model(self, request: HttpRequest, obj: FinetuneRun, form, change: bool) -> None:  # noqa: ANN001
+    def save_model(
+        self, request: HttpRequest, obj: FinetuneRun, form: FinetuneLaunchForm, change: bool
+    ) -> None:
         data = form.cleaned_data
         run = scheduling.request_finetune(
             data["project"], user=request.user, method=data["method"], base=data["base"],
@@ -140,7 +142,7 @@ class FinetuneRunAdmin(JobLaunchAdmin):
 
     @admin.display(description="loss curve")
     def curves(self, run: FinetuneRun) -> str:
-        return mark_safe(finetune_loss_chart(run))  # noqa: S308  (charts escape every label)
+        return mark_safe(finetune_loss_chart(run))
 
     @admin.display(description="base vs fine-tuned")
     def evaluation_table(self, run: FinetuneRun) -> str:
@@ -188,7 +190,9 @@ class GenerationRunAdmin(JobLaunchAdmin):
                 "max_tasks", "tasks_created", "variants_created", "attempts", "requested_by",
                 "created_at", "started_at", "heartbeat_at", "finished_at"]
 
-    def save_model(self, request: HttpRequest, obj: GenerationRun, form, change: bool) -> None:  # noqa: ANN001
+    def save_model(
+        self, request: HttpRequest, obj: GenerationRun, form: GenerationLaunchForm, change: bool
+    ) -> None:
         data = form.cleaned_data
         run = scheduling.request_generation(
             data["project"], user=request.user, editor=data["editor"],
@@ -204,13 +208,17 @@ class GenerationRunAdmin(JobLaunchAdmin):
 
 
 @admin.action(description="Fine-tune the editor…")
-def finetune_editor(modeladmin, request: HttpRequest, queryset: QuerySet):  # noqa: ANN001, ANN201
+def finetune_editor(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> HttpResponseRedirect:
     """On the Projects page: opens the launch form with the project filled in."""
     return launch_form_for("admin:training_finetunerun_add", queryset)
 
 
 @admin.action(description="Generate a new round of variants…")
-def generate_round(modeladmin, request: HttpRequest, queryset: QuerySet):  # noqa: ANN001, ANN201
+def generate_round(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> HttpResponseRedirect:
     return launch_form_for("admin:training_generationrun_add", queryset)
 
 

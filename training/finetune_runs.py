@@ -13,18 +13,23 @@ import logging
 import random
 import time
 from statistics import mean
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
 from PIL import Image as PILImage
 
-from annotation.importers import store_pil_image
+from annotation.images import store_pil_image
 from annotation.models import EditTask, Membership, Project, Variant
 from editloop.jobs import Outcome, Progress, run_job
 from rewards.models import RewardModelVersion
 from training.config import FinetuneConfig
 from training.feedback import Filters, source_photo, training_data
 from training.models import FinetuneRun
+
+if TYPE_CHECKING:
+    from training.trainer import FinetuneResult  # torch and diffusers: worker only
+    from training.training_utils import StepReport
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +87,7 @@ class StepReporter:
         self.last = 0.0
         self.curve: list[dict] = list(run.loss_curve)
 
-    def __call__(self, report) -> None:  # noqa: ANN001  (training.training_utils.StepReport)
+    def __call__(self, report: StepReport) -> None:
         self.curve.append(_point({"step": report.step, "loss": report.loss, **report.extras}))
         now = time.monotonic()
         if now - self.last < REPORT_EVERY_SECONDS and report.step < report.total_steps:
@@ -108,7 +113,7 @@ def _checkpoints(run: FinetuneRun) -> list[str]:
     return sorted((p.name for p in found), key=lambda name: int(name.rsplit("-", 1)[1]))
 
 
-def _result_summary(result) -> dict:  # noqa: ANN001  (training.trainer.FinetuneResult)
+def _result_summary(result: FinetuneResult) -> dict:
     return {
         "steps": result.steps,
         "resumed_from": result.resumed_from,

@@ -12,17 +12,21 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from PIL import Image as PILImage
 
-from annotation.importers import store_pil_image
+from annotation.images import store_pil_image
 from annotation.models import EditTask, Variant
 from editloop.jobs import Outcome, Progress, run_job
 from rewards.models import RewardModelVersion
 from rewards.tasks import score_variants
 from training.feedback import source_photo
 from training.models import GeneratedTask, GenerationRun
+
+if TYPE_CHECKING:
+    from training.generate import Editor  # torch and diffusers: worker only
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ def slots_of(run: GenerationRun) -> list[Slot]:
     ]
 
 
-def editor_for(run: GenerationRun):  # noqa: ANN201  (a training.generate.Editor)
+def editor_for(run: GenerationRun) -> Editor:
     from training.generate import load_editor  # torch and diffusers: worker only
 
     if run.finetune_run is not None:
@@ -122,7 +126,7 @@ def generate_round(run: GenerationRun, progress: Progress) -> Outcome:
     )
 
 
-def edit_task(editor, task: EditTask, slots: list[Slot]) -> list[PILImage.Image]:  # noqa: ANN001
+def edit_task(editor: Editor, task: EditTask, slots: list[Slot]) -> list[PILImage.Image]:
     source = source_photo(task)
     return [
         editor.edit(
@@ -150,7 +154,7 @@ def distinct_images(
 def save_generated_task(
     run: GenerationRun,
     source_task: EditTask,
-    editor,  # noqa: ANN001
+    editor: Editor,
     slots: list[Slot],
     images: list[PILImage.Image],
 ) -> int:

@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max
 
 from annotation.models import Project
 from editloop.errors import FieldErrors, RequestInvalid
+from editloop.jobs import enqueue
 from rewards.models import RewardModelVersion
 from training.config import config_from_options
 from training.feedback import Filters
@@ -32,7 +34,7 @@ def check_base(base: str, field: str = "base") -> str:
     )
 
 
-def _may_name_paths(user) -> bool:  # noqa: ANN001  (a User or None)
+def _may_name_paths(user: User | None) -> bool:
     """A pipeline directory reads the workers' disk: staff only. No user is the admin (where
     only staff reach) or the shell."""
     return user is None or user.is_staff
@@ -77,7 +79,7 @@ def check_finetune_request(
     reward_version: RewardModelVersion | None,
     filters: dict,
     options: dict,
-    user=None,  # noqa: ANN001  (who asks: see _may_name_paths)
+    user: User | None = None,  # who asks: see _may_name_paths
 ) -> None:
     """The one check of a launch request (the API's serializer only parses types; the
     admin and request_finetune call this): RequestInvalid naming every wrong field."""
@@ -108,7 +110,7 @@ def request_finetune(
     project: Project,
     *,
     method: str,
-    user=None,  # noqa: ANN001
+    user: User | None = None,  # who asks: see _may_name_paths
     base: str = "tiny",
     reward_source: str = FinetuneRun.RewardSource.HUMAN,
     reward_version: RewardModelVersion | None = None,
@@ -150,7 +152,7 @@ def next_round(project: Project) -> int:
 def request_generation(
     project: Project,
     *,
-    user=None,  # noqa: ANN001
+    user: User | None = None,  # who asks: see _may_name_paths
     editor: str = "procedural",
     finetune_run: FinetuneRun | None = None,
     variants_per_task: int | None = None,
@@ -190,7 +192,7 @@ def check_generation_request(
     variants_per_task: int | None,
     seeds: list[int] | None,
     guidance_scales: list[list[float]] | None,
-    user=None,  # noqa: ANN001  (who asks: see _may_name_paths)
+    user: User | None = None,  # who asks: see _may_name_paths
 ) -> int:
     """How many variants each task gets. The one check of a generation request (the API's
     serializer only parses types): RequestInvalid naming every wrong field."""
@@ -247,16 +249,13 @@ def _check_finetuned(project: Project, run: FinetuneRun) -> None:
         raise RequestInvalid.of("finetune_run", f"run {run.pk} has not succeeded ({run.status})")
 
 
+# By name: training/tasks.py imports this module.
 def enqueue_finetune(run_id: int) -> None:
-    from training.tasks import finetune
-
-    finetune.delay(run_id)
+    enqueue("training.finetune", run_id)
 
 
 def enqueue_generation(run_id: int) -> None:
-    from training.tasks import generate
-
-    generate.delay(run_id)
+    enqueue("training.generate", run_id)
 
 
 def requeue_stalled_jobs() -> list[str]:

@@ -229,7 +229,7 @@ def test_it_ranks_by_drag_and_drop_and_scores_by_clicking(
     assignment = assignment_on_screen(page)
     a, b, c, d = assignment.display_order
 
-    def chip(variant: int):  # noqa: ANN202
+    def chip(variant: int):
         return page.locator(f'#ranking [data-chip="{variant}"]')
 
     # when: B first; D after it; A onto B's tier (a tie); C into the gap between the tiers

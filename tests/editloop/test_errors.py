@@ -11,18 +11,18 @@ from annotation.importers import ImportProblem, ImportRefused
 from editloop.errors import NON_FIELD, FieldErrors, RequestInvalid
 
 
-def _view_raising(error: Exception):  # noqa: ANN202  (a view function)
+def _view_raising(error: Exception):  # returns a view function
     class Refusing(APIView):
         authentication_classes: list = []
         permission_classes = [AllowAny]
 
-        def post(self, request):  # noqa: ANN001, ANN202
+        def post(self, request):
             raise error
 
     return Refusing.as_view()
 
 
-def _post(view):  # noqa: ANN001, ANN202
+def _post(view):
     return view(APIRequestFactory().post("/", {}, format="json"))
 
 

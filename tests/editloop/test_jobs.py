@@ -101,7 +101,7 @@ def finished(run: RewardTrainingRun) -> RewardTrainingRun:
 def test_the_runner_finishes_a_successful_job_with_its_outcome(run):
     heard = []
 
-    def work(job, progress):  # noqa: ANN001, ANN202
+    def work(job, progress):
         progress(0.5, "half way", judgements_used=7)
         return Outcome("all done", {"judgements_used": 9})
 
@@ -142,7 +142,7 @@ class OwnFailure(Exception):
     ids=["skipped", "cancelled", "own-cancel", "missing-file", "failed", "own-failure"],
 )
 def test_the_runner_maps_each_known_outcome(run, error, status, message):
-    def work(job, progress):  # noqa: ANN001, ANN202
+    def work(job, progress):
         raise error
 
     run_job(
@@ -156,7 +156,7 @@ def test_the_runner_maps_each_known_outcome(run, error, status, message):
 
 
 def test_the_runner_fails_an_unknown_error_and_raises_it_again(run):
-    def work(job, progress):  # noqa: ANN001, ANN202
+    def work(job, progress):
         raise KeyError("aspects")
 
     with pytest.raises(KeyError):
@@ -173,7 +173,7 @@ def test_a_live_job_silent_for_longer_than_the_timeout_is_never_requeued(
     run = RewardTrainingRun.objects.create(project=project)
     requeued, enqueued = [], []
 
-    def slow_phase(job, progress):  # noqa: ANN001, ANN202
+    def slow_phase(job, progress):
         for _ in range(5):
             time.sleep(0.5)  # one slow edit in an evaluation: no report meanwhile
             requeued.extend(RewardTrainingRun.requeue_stalled(enqueued.append))

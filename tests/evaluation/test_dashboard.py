@@ -25,7 +25,7 @@ def busy_project(procedural_project, manager, annotator):
     return project
 
 
-def _page(user, project) -> str:  # noqa: ANN001
+def _page(user, project) -> str:
     client = Client()
     client.force_login(user)
     response = client.get(f"/projects/{project.pk}/dashboard/")

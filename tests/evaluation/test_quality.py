@@ -13,7 +13,7 @@ from evaluation.tasks import quality_checks
 from tests.conftest import client_for, make_user
 
 
-def judge_task(project, user, task, order):  # noqa: ANN001, ANN201
+def judge_task(project, user, task, order):
     """Lease ``task`` for ``user`` (it must be the next one) and rank its variants in
     ``order`` (indices into the task's variants by id), one variant per tier."""
     assignment = lease_next_task(project, user)
@@ -42,7 +42,7 @@ def gold_project(project):
     return project
 
 
-def gold_task(project) -> EditTask:  # noqa: ANN001
+def gold_task(project) -> EditTask:
     return EditTask.objects.get(project=project, is_gold=True)
 
 

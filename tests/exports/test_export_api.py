@@ -16,7 +16,7 @@ from tests.exports.test_exporters import judge_project
 
 
 @pytest.fixture
-def judged(project, annotator, other_annotator):  # noqa: ANN001, ANN201
+def judged(project, annotator, other_annotator):
     return judge_project(project, annotator, other_annotator)
 
 
@@ -28,11 +28,11 @@ def _no_broker(monkeypatch):
     return queued
 
 
-def post(user, project, body):  # noqa: ANN001, ANN201
+def post(user, project, body):
     return client_for(user).post(f"/api/v1/projects/{project.pk}/exports/", body, format="json")
 
 
-def finished(project, **body) -> ExportRun:  # noqa: ANN001
+def finished(project, **body) -> ExportRun:
     run = runs.request_export(project, {"kind": "pairs", **body}, enqueue=False)
     runs.execute(run)
     run.refresh_from_db()
@@ -174,7 +174,7 @@ def test_the_schema_documents_the_export_endpoints(staff):
 
 
 @pytest.fixture
-def labelled(project, annotator, other_annotator, tmp_path):  # noqa: ANN001, ANN201
+def labelled(project, annotator, other_annotator, tmp_path):
     from tests.exports.test_exporters import model_labelled_project
 
     return model_labelled_project(project, annotator, other_annotator, tmp_path / "more")

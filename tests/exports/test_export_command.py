@@ -17,7 +17,7 @@ from tests.exports.test_exporters import expected_pairs, judge_project
 
 
 @pytest.fixture
-def judged(project, annotator, other_annotator):  # noqa: ANN001, ANN201
+def judged(project, annotator, other_annotator):
     return judge_project(project, annotator, other_annotator)
 
 
@@ -82,7 +82,7 @@ def test_a_bad_request_names_the_field(judged, args, says):
 
 
 @pytest.fixture
-def labelled(project, annotator, other_annotator, tmp_path):  # noqa: ANN001, ANN201
+def labelled(project, annotator, other_annotator, tmp_path):
     from tests.exports.test_exporters import model_labelled_project
 
     return model_labelled_project(project, annotator, other_annotator, tmp_path / "more")

@@ -38,12 +38,12 @@ from tests.exports.test_exporters import (
 
 
 @pytest.fixture
-def judged(project, annotator, other_annotator):  # noqa: ANN001, ANN201
+def judged(project, annotator, other_annotator):
     return judge_project(project, annotator, other_annotator)
 
 
 @pytest.fixture
-def labelled(project, annotator, other_annotator, tmp_path):  # noqa: ANN001, ANN201
+def labelled(project, annotator, other_annotator, tmp_path):
     return model_labelled_project(project, annotator, other_annotator, tmp_path / "more")
 
 
@@ -55,7 +55,7 @@ def stored_pixels(variant_id: int) -> np.ndarray:
     return pixels(PILImage.open(io.BytesIO(file_bytes(Variant.objects.get(pk=variant_id)))))
 
 
-def unzip(archive, folder: Path) -> Path:  # noqa: ANN001
+def unzip(archive, folder: Path) -> Path:
     archive.extractall(folder)
     return folder
 

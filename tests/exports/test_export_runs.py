@@ -28,11 +28,11 @@ from tests.exports.test_exporters import expected_pairs, jsonl_rows, judge_proje
 
 
 @pytest.fixture
-def judged(project, annotator, other_annotator):  # noqa: ANN001, ANN201
+def judged(project, annotator, other_annotator):
     return judge_project(project, annotator, other_annotator)
 
 
-def start(project, **body) -> ExportRun:  # noqa: ANN001
+def start(project, **body) -> ExportRun:
     return runs.request_export(project, {"kind": "pairs", **body}, enqueue=False)
 
 
@@ -179,7 +179,7 @@ def test_a_long_silent_phase_still_sends_heartbeats(judged, transactional_db, mo
     monkeypatch.setattr(jobs, "HEARTBEAT_SECONDS", 0.1)
     beats = []
 
-    def slow_archive(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def slow_archive(*args, **kwargs):
         before = ExportRun.objects.get(pk=run.pk).heartbeat_at
         time.sleep(1.0)  # e.g. zipping a very large table: no progress report meanwhile
         beats.append(ExportRun.objects.get(pk=run.pk).heartbeat_at - before)
@@ -330,7 +330,7 @@ def test_the_project_action_opens_the_export_form(judged, staff_client):
 
 
 @pytest.fixture
-def labelled(project, annotator, other_annotator, tmp_path):  # noqa: ANN001, ANN201
+def labelled(project, annotator, other_annotator, tmp_path):
     from tests.exports.test_exporters import model_labelled_project
 
     return model_labelled_project(project, annotator, other_annotator, tmp_path / "more")

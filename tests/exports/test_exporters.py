@@ -45,7 +45,7 @@ RANKINGS = {
 }
 
 
-def judge(project, user, *, simulated: bool = False) -> Judgement:  # noqa: ANN001
+def judge(project, user, *, simulated: bool = False) -> Judgement:
     """Lease the next task as ``user`` and judge it as RANKINGS says, with scores that
     differ per variant, task and annotator."""
     assignment = lease_next_task(project, user)
@@ -72,7 +72,7 @@ def judged(project, annotator, other_annotator):
     return judge_project(project, annotator, other_annotator)
 
 
-def judge_project(project, annotator, other_annotator):  # noqa: ANN001, ANN201
+def judge_project(project, annotator, other_annotator):
     """The shared 3-task project: one task per split, two annotators on every task (the
     other annotator's third judgement simulated), task 0's last two variants from generator
     ``other``, task 1 gold, task 2 in round 2."""
@@ -91,7 +91,7 @@ def judge_project(project, annotator, other_annotator):  # noqa: ANN001, ANN201
     return project
 
 
-def export(project, **body):  # noqa: ANN001, ANN201
+def export(project, **body):
     """Run an export in-process; returns (run, opened zip)."""
     run = runs.request_export(project, body, enqueue=False)
     runs.execute(run)
@@ -118,7 +118,7 @@ def every_row(by_split: dict[str, list[dict]]) -> list[dict]:
     return [row for rows in by_split.values() for row in rows]
 
 
-def file_bytes(variant_or_image) -> bytes:  # noqa: ANN001
+def file_bytes(variant_or_image) -> bytes:
     image = getattr(variant_or_image, "image", variant_or_image)
     return (Path(settings.MEDIA_ROOT) / image.file.name).read_bytes()
 
@@ -127,7 +127,7 @@ def tier_of(ranking: list[list[int]]) -> dict[int, int]:
     return {variant: n for n, tier in enumerate(ranking) for variant in tier}
 
 
-def expected_pairs(judgements) -> set[tuple]:  # noqa: ANN001
+def expected_pairs(judgements) -> set[tuple]:
     """(judgement, chosen, rejected, margin) for every non-tied pair of each ranking."""
     found = set()
     for judgement in judgements:
@@ -325,12 +325,12 @@ def test_scores_count_only_the_judgements_the_filters_keep(judged):
 # --- filters ---------------------------------------------------------------------------------
 
 
-def exported_judgements(project, **filters) -> set[int]:  # noqa: ANN001
+def exported_judgements(project, **filters) -> set[int]:
     _, archive = export(project, kind="rankings", format="jsonl", filters=filters)
     return {row["id"] for row in every_row(jsonl_rows(archive))}
 
 
-def judgements_where(**lookup) -> set[int]:  # noqa: ANN003
+def judgements_where(**lookup) -> set[int]:
     return set(Judgement.objects.filter(**lookup).values_list("pk", flat=True))
 
 
@@ -443,7 +443,7 @@ def test_an_export_of_people_only_says_so(judged):
     assert run.counts == {"train": 2, "val": 2, "test": 1}
 
 
-def load_parquet_train(archive: zipfile.ZipFile, folder: Path):  # noqa: ANN201
+def load_parquet_train(archive: zipfile.ZipFile, folder: Path):
     import datasets
 
     archive.extractall(folder / "out")
@@ -598,7 +598,7 @@ HELD_OUT = {
 }
 
 
-def add_unjudged_tasks(project, root: Path, indices=(3, 4)) -> list[EditTask]:  # noqa: ANN001
+def add_unjudged_tasks(project, root: Path, indices=(3, 4)) -> list[EditTask]:
     from annotation.importers import import_directory
     from tests.conftest import task_files, task_line, write_manifest_dir
 
@@ -614,7 +614,7 @@ def add_unjudged_tasks(project, root: Path, indices=(3, 4)) -> list[EditTask]:  
     return tasks
 
 
-def make_version(project, number: int = 1, *, active: bool = True, epsilon=EPSILON):  # noqa: ANN001, ANN201
+def make_version(project, number: int = 1, *, active: bool = True, epsilon=EPSILON):
     from rewards.models import RewardModelVersion
 
     metrics = {"val": {"pairwise_accuracy": 0.7}, "test": HELD_OUT}
@@ -626,7 +626,7 @@ def make_version(project, number: int = 1, *, active: bool = True, epsilon=EPSIL
     )
 
 
-def score_variants(version, tasks, scores) -> None:  # noqa: ANN001
+def score_variants(version, tasks, scores) -> None:
     from rewards.models import VariantScore
 
     for task, overall in zip(tasks, scores, strict=True):
@@ -638,7 +638,7 @@ def score_variants(version, tasks, scores) -> None:  # noqa: ANN001
             )
 
 
-def model_labelled_project(project, annotator, other_annotator, root: Path):  # noqa: ANN001, ANN201
+def model_labelled_project(project, annotator, other_annotator, root: Path):
     """The judged 3-task project, plus two tasks nobody judged; the active version v2
     scored every variant (the judged ones too, which must not become model rows), an older
     v1 scored the unjudged ones the other way round."""
@@ -654,11 +654,11 @@ def model_labelled_project(project, annotator, other_annotator, root: Path):  # 
 
 
 @pytest.fixture
-def labelled(project, annotator, other_annotator, tmp_path):  # noqa: ANN001, ANN201
+def labelled(project, annotator, other_annotator, tmp_path):
     return model_labelled_project(project, annotator, other_annotator, tmp_path / "more")
 
 
-def model_pairs_expected(unjudged, scores=MODEL_SCORES) -> set[tuple]:  # noqa: ANN001
+def model_pairs_expected(unjudged, scores=MODEL_SCORES) -> set[tuple]:
     """(chosen, rejected, |Δ|) of every pair more than ε apart."""
     found = set()
     for task, overall in zip(unjudged, scores, strict=True):

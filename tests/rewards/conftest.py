@@ -22,7 +22,7 @@ def tiny_version(settings, tiny_model_dir):
     """Factory: a registered version whose files are the untrained tiny model (for code that
     needs a version, not a good one)."""
 
-    def make(project, number: int = 1, status: str = "active", metrics=None):  # noqa: ANN001, ANN202
+    def make(project, number: int = 1, status: str = "active", metrics=None):
         directory = f"project-{project.pk}/v{number}"
         target = Path(settings.REWARD_MODEL_ROOT) / directory
         target.parent.mkdir(parents=True, exist_ok=True)

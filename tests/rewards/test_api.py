@@ -10,7 +10,7 @@ from rewards.models import RewardTrainingRun
 from tests.conftest import client_for, png_bytes
 
 
-def upload(name: str, colour=(200, 120, 40)) -> io.BytesIO:  # noqa: ANN001
+def upload(name: str, colour=(200, 120, 40)) -> io.BytesIO:
     data = io.BytesIO(png_bytes(colour, (48, 40)))
     data.name = name
     return data
@@ -104,7 +104,7 @@ def test_a_bad_base_and_bad_options_are_named_in_one_answer(project, manager):
 
 
 def test_a_bug_while_starting_a_retrain_is_a_500_not_a_bad_request(project, manager, monkeypatch):
-    def broken(project):  # noqa: ANN001, ANN202
+    def broken(project):
         raise ValueError("an internal bug, nothing the request said")
 
     monkeypatch.setattr(scheduling, "new_judgements_since_last_version", broken)
@@ -251,7 +251,7 @@ def test_outsiders_and_annotators_cannot_score(trained, annotator, outsider):
     project, version = trained
     url = f"/api/v1/reward-models/{version.pk}/score/"
 
-    def post(user):  # noqa: ANN001, ANN202
+    def post(user):
         files = {"instruction": "x", "source": upload("s.png"), "edited": [upload("e.png")]}
         return client_for(user).post(url, files, format="multipart").status_code
 

@@ -117,11 +117,11 @@ def test_training_from_cached_prefixes_matches_training_from_pixels(
     assert losses(cached) == pytest.approx(losses(pixels), abs=1e-5)
 
 
-def collate(model: BlipRewardModel, records: list, images, prefixes=None):  # noqa: ANN001, ANN201
+def collate(model: BlipRewardModel, records: list, images, prefixes=None):
     dataset = JudgementDataset(records, model.aspects, images, prefixes=prefixes)
     collator = JudgementCollator(model.tokenizer, model.config.max_text_length)
     return collator([dataset[i] for i in range(len(dataset))])
 
 
-def losses(result) -> list[float]:  # noqa: ANN001
+def losses(result) -> list[float]:
     return [row["train_loss"] for row in result.history]

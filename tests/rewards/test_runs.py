@@ -190,7 +190,7 @@ def test_a_candidate_that_only_ties_the_active_version_stays_a_candidate(
 # --- promotion is decided on val; test is reported only ----------------------------------------
 
 
-def _version_of(project, number: int, seed: int, settings, **fields):  # noqa: ANN001, ANN202
+def _version_of(project, number: int, seed: int, settings, **fields):
     """A registered version whose files are a tiny model of its own (`seed`), so two of them
     score the same variants differently."""
     from rewards.reward_model import BlipRewardModel, RewardModelConfig
@@ -203,7 +203,7 @@ def _version_of(project, number: int, seed: int, settings, **fields):  # noqa: A
     )  # fmt: skip
 
 
-def _ranked_by(model, records):  # noqa: ANN001, ANN202
+def _ranked_by(model, records):
     """The records with each ranking replaced by `model`'s order: that model agrees with
     every pair, another one with fewer."""
     from dataclasses import replace

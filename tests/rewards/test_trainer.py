@@ -31,7 +31,7 @@ def config(**changes: object) -> TrainConfig:
     return TrainConfig(**{**base, **changes})
 
 
-def losses(result) -> list[float]:  # noqa: ANN001
+def losses(result) -> list[float]:
     return [row["train_loss"] for row in result.history]
 
 

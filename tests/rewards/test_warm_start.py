@@ -21,7 +21,7 @@ def _run(project, trigger: str = "command", **options) -> RewardTrainingRun:
     return run
 
 
-def _build(version, **options):  # noqa: ANN001, ANN202
+def _build(version, **options):
     from rewards.reward_model import BlipRewardModel, RewardModelConfig
 
     aspects = list(version.project.aspect_keys)

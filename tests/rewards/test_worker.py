@@ -29,13 +29,13 @@ def judged_project(procedural_project, settings):
     return project
 
 
-def _admin_request(user):  # noqa: ANN001, ANN202
+def _admin_request(user):
     request = RequestFactory().post("/admin/annotation/project/")
     request.user = user
     request._messages = []  # the action reports through messages; kept in a list here
 
     class Messages(list):
-        def add(self, level, message, extra_tags=""):  # noqa: ANN001, ANN201
+        def add(self, level, message, extra_tags=""):
             self.append(str(message))
 
     request._messages = Messages()

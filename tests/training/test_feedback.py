@@ -24,7 +24,7 @@ def train_project(project):
     return project
 
 
-def judge(project, user, ranking_of, scores_of, *, unsure=False, simulated=False):  # noqa: ANN001, ANN201
+def judge(project, user, ranking_of, scores_of, *, unsure=False, simulated=False):
     """Lease the next task as ``user`` and judge it: ``ranking_of(ids)`` gives the tiers of
     the task's variant ids (in id order), ``scores_of(ids)`` variant → aspect → 0..5."""
     assignment = lease_next_task(project, user)
@@ -45,11 +45,11 @@ def flat(value: int) -> dict:
     return {"following": value, "preserving": value, "quality": value}
 
 
-def best_first(ids):  # noqa: ANN001, ANN201
+def best_first(ids):
     return [[ids[0]], [ids[1], ids[2]], [ids[3]]]
 
 
-def falling_scores(ids):  # noqa: ANN001, ANN201
+def falling_scores(ids):
     return {v: flat(5 - n) for n, v in enumerate(ids)}
 
 
@@ -119,7 +119,7 @@ def test_unsure_simulated_and_test_split_feedback_can_be_left_out(
     assert preference_pairs(train_project, "human", None, Filters()) == []
 
 
-def _model_version(project, scores: dict[int, float]) -> RewardModelVersion:  # noqa: ANN001
+def _model_version(project, scores: dict[int, float]) -> RewardModelVersion:
     version = RewardModelVersion.objects.create(
         project=project, number=1, status="active", base="tiny", is_random_init=True,
         directory="unused", dataset_hash="0" * 64,

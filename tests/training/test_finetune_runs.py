@@ -23,7 +23,7 @@ def judged_project(procedural_project, settings):
     return project
 
 
-def _run(project, method: str = "supervised", **fields) -> FinetuneRun:  # noqa: ANN001
+def _run(project, method: str = "supervised", **fields) -> FinetuneRun:
     options = {**QUICK, **fields.pop("options", {})}
     run = scheduling.request_finetune(
         project, method=method, options=options, enqueue=False, **fields
@@ -115,7 +115,7 @@ def test_a_cancel_keeps_a_checkpoint_and_the_requeued_run_resumes_from_it(
     monkeypatch.setattr(finetune_runs, "REPORT_EVERY_SECONDS", 0.0)
     reporter = finetune_runs.StepReporter.__call__
 
-    def cancel_at_step_3(self, report):  # noqa: ANN001, ANN202
+    def cancel_at_step_3(self, report):
         if report.step == 3:  # as if somebody pressed cancel in the admin just then
             FinetuneRun.objects.filter(pk=self.run.pk).update(cancel_requested=True)
         reporter(self, report)

@@ -18,7 +18,7 @@ def photo_project(procedural_project, annotator):
     return project
 
 
-def _generate(project, **fields) -> GenerationRun:  # noqa: ANN001
+def _generate(project, **fields) -> GenerationRun:
     run = scheduling.request_generation(project, enqueue=False, **fields)
     execute(run)
     run.refresh_from_db()

@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -21,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("project", help="project name or id")
         parser.add_argument("manifest", type=Path, help="path to manifest.jsonl")
 
-    def handle(self, *args, project: str, manifest: Path, **options) -> None:
+    def handle(self, *args: object, project: str, manifest: Path, **options: object) -> None:
         target = find_project(project)
         try:
             result = import_directory(target, manifest, progress=self._progress_bar())
@@ -39,7 +40,7 @@ class Command(BaseCommand):
             )
         )
 
-    def _progress_bar(self):  # noqa: ANN202
+    def _progress_bar(self) -> Callable[[int], object]:
         from tqdm import tqdm
 
         bar = tqdm(desc="checking images", unit="img", file=self.stderr, disable=None)

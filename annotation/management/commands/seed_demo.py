@@ -37,7 +37,7 @@ class Command(BaseCommand):
             help="pre-fill the reward-loop project with up to this many simulated judgements",
         )
 
-    def handle(self, *args, tasks: int, simulated: int, **options) -> None:
+    def handle(self, *args: object, tasks: int, simulated: int, **options: object) -> None:
         users = self._accounts()
         self._reward_project(users, simulated)
         projects = [(RANKING_PROJECT, "ranking"), (PAIRWISE_PROJECT, "pairwise")]

@@ -17,7 +17,7 @@ from django.db import connection, models, transaction
 from PIL import Image as PILImage
 from tqdm import tqdm
 
-from annotation.importers import store_pil_image
+from annotation.images import store_pil_image
 from annotation.models import (
     AspectScore,
     Assignment,
@@ -150,8 +150,8 @@ class Command(BaseCommand):
             "--no-scores", action="store_true", help="skip the AspectScore rows (6 a judgement)"
         )
 
-    def handle(self, *args, pairs: int, project: str, overlap: int, annotators: int,
-               images: int, batch: int, no_scores: bool, **options) -> None:
+    def handle(self, *args: object, pairs: int, project: str, overlap: int, annotators: int,
+               images: int, batch: int, no_scores: bool, **options: object) -> None:
         if pairs < overlap or pairs % overlap:
             raise CommandError(f"N must be a multiple of --overlap ({overlap})")
         if not 1 <= overlap <= annotators:

@@ -64,7 +64,7 @@ class Command(BaseCommand):
             "--json", action="store_true", help="print the run (with its manifest) as JSON"
         )
 
-    def handle(self, *args, project: str, **options) -> None:
+    def handle(self, *args: object, project: str, **options: object) -> None:
         found = find_project(project)
         try:
             run = runs.request_export(

@@ -22,7 +22,7 @@ class Command(BaseCommand):
             help="re-check an existing name (and point it at PATH)",
         )
 
-    def handle(self, *args, name: str, path: str, replace: bool, **options) -> None:
+    def handle(self, *args: object, name: str, path: str, replace: bool, **options: object) -> None:
         try:
             base = scheduling.register_base(name, path, replace=replace)
         except scheduling.InvalidBase as error:

@@ -32,7 +32,9 @@ class Command(BaseCommand):
             "(JSON values; they override the project's reward_options)",
         )
 
-    def handle(self, *args, project: str, base: str | None, heads: str, **options) -> None:
+    def handle(
+        self, *args: object, project: str, base: str | None, heads: str, **options: object
+    ) -> None:
         from rewards.runs import execute  # torch is imported only when training
 
         found = find_project(project)
