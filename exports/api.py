@@ -13,7 +13,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.permissions import get_project_for
-from editloop.job_api import cancel, job_for, job_state
+from editloop.job_api import (
+    ConflictSerializer,
+    JobStateSerializer,
+    cancel,
+    job_for,
+    job_state,
+)
 from exports.models import ExportRun
 from exports.request import FORMATS, IMAGE_MODES, KINDS, LABEL_SOURCES, LAYOUTS
 from exports.runs import request_export
@@ -85,6 +91,23 @@ def export_payload(run: ExportRun, request: Request) -> dict:
     }
 
 
+class ExportRunSerializer(JobStateSerializer):
+    """An export, as :func:`export_payload` answers it."""
+
+    kind = serializers.CharField()
+    format = serializers.CharField()
+    images = serializers.CharField()
+    filters = serializers.JSONField()
+    options = serializers.JSONField()
+    rows = serializers.IntegerField()
+    counts = serializers.JSONField(help_text="rows per table")
+    size_bytes = serializers.IntegerField(allow_null=True)
+    content_sha256 = serializers.CharField(allow_null=True)
+    manifest = serializers.JSONField(allow_null=True, help_text="once it succeeded")
+    download = serializers.URLField(allow_null=True, help_text="once it succeeded")
+    attempts = serializers.IntegerField()
+
+
 def _export_for(request: Request, pk: int) -> ExportRun:
     return job_for(request.user, ExportRun, pk)
 
@@ -92,14 +115,14 @@ def _export_for(request: Request, pk: int) -> ExportRun:
 class ExportListView(APIView):
     parser_classes = [JSONParser]
 
-    @extend_schema(request=EXPORT_REQUEST, responses={202: dict, 400: dict})
+    @extend_schema(request=EXPORT_REQUEST, responses={202: ExportRunSerializer, 400: dict})
     def post(self, request: Request, pk: int) -> Response:
         project = get_project_for(request.user, pk, manager=True)
         # A bad request raises RequestInvalid: the API's exception handler answers 400.
         run = request_export(project, request.data, user=request.user)
         return Response(export_payload(run, request), status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses=ExportRunSerializer(many=True))
     def get(self, request: Request, pk: int) -> Response:
         project = get_project_for(request.user, pk, manager=True)
         runs = ExportRun.objects.filter(project=project).order_by("-created_at")[:50]
@@ -107,7 +130,7 @@ class ExportListView(APIView):
 
 
 class ExportView(APIView):
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses=ExportRunSerializer)
     def get(self, request: Request, pk: int) -> Response:
         return Response(export_payload(_export_for(request, pk), request))
 
@@ -116,7 +139,7 @@ class ExportDownloadView(APIView):
     @extend_schema(
         responses={
             (200, "application/zip"): OpenApiResponse(description="the export archive"),
-            409: dict,
+            409: ConflictSerializer,
         }
     )
     def get(self, request: Request, pk: int) -> FileResponse | Response:
@@ -136,6 +159,6 @@ class ExportDownloadView(APIView):
 
 
 class ExportCancelView(APIView):
-    @extend_schema(request=None, responses={202: dict, 409: dict})
+    @extend_schema(request=None, responses={202: ExportRunSerializer, 409: ConflictSerializer})
     def post(self, request: Request, pk: int) -> Response:
         return cancel(_export_for(request, pk), lambda run: export_payload(run, request))

@@ -22,7 +22,13 @@ from annotation.images import inspect_image
 from annotation.models import Membership
 from annotation.permissions import get_project_for
 from editloop.errors import RequestInvalid
-from editloop.job_api import cancel, job_for, job_state
+from editloop.job_api import (
+    ConflictSerializer,
+    JobStateSerializer,
+    cancel,
+    job_for,
+    job_state,
+)
 from rewards import scheduling
 from rewards.bases import inspect_base
 from rewards.config import TINY
@@ -72,6 +78,17 @@ def run_payload(run: RewardTrainingRun) -> dict:
     }
 
 
+class RewardRunSerializer(JobStateSerializer):
+    """A reward-model training run, as :func:`run_payload` answers it."""
+
+    current_loss = serializers.FloatField(allow_null=True)
+    trigger = serializers.CharField()
+    base = serializers.CharField()
+    heads = serializers.CharField()
+    judgements_used = serializers.IntegerField()
+    version = serializers.JSONField(allow_null=True, help_text="the version it registered")
+
+
 def _run_for(request: Request, pk: int) -> RewardTrainingRun:
     return job_for(request.user, RewardTrainingRun, pk, select_related=("version",))
 
@@ -79,7 +96,9 @@ def _run_for(request: Request, pk: int) -> RewardTrainingRun:
 class RewardRunListView(APIView):
     parser_classes = [JSONParser, FormParser]
 
-    @extend_schema(request=RetrainSerializer, responses={202: dict, 409: dict})
+    @extend_schema(
+        request=RetrainSerializer, responses={202: RewardRunSerializer, 409: ConflictSerializer}
+    )
     def post(self, request: Request, pk: int) -> Response:
         project = get_project_for(request.user, pk, manager=True)
         serializer = RetrainSerializer(data=request.data, context={"request": request})
@@ -97,6 +116,7 @@ class RewardRunListView(APIView):
             )
         return Response(run_payload(run), status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(responses=RewardRunSerializer(many=True))
     def get(self, request: Request, pk: int) -> Response:
         project = get_project_for(request.user, pk, manager=True)
         found = project.reward_runs.select_related("version")[:50]
@@ -104,11 +124,13 @@ class RewardRunListView(APIView):
 
 
 class RewardRunView(APIView):
+    @extend_schema(responses=RewardRunSerializer)
     def get(self, request: Request, pk: int) -> Response:
         return Response(run_payload(_run_for(request, pk)))
 
 
 class RewardRunCancelView(APIView):
+    @extend_schema(request=None, responses={202: RewardRunSerializer, 409: ConflictSerializer})
     def post(self, request: Request, pk: int) -> Response:
         return cancel(_run_for(request, pk), run_payload)
 

@@ -14,7 +14,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.permissions import get_project_for
-from editloop.job_api import cancel, job_for, job_state
+from editloop.job_api import (
+    ConflictSerializer,
+    JobStateSerializer,
+    cancel,
+    job_for,
+    job_state,
+)
 from editloop.jobs import Job
 from rewards.models import RewardModelVersion
 from training import scheduling
@@ -113,10 +119,54 @@ def generation_payload(run: GenerationRun) -> dict:
     }
 
 
+class TrainingJobSerializer(JobStateSerializer):
+    attempts = serializers.IntegerField(help_text="how many times a worker started it")
+
+
+class FinetuneRunSerializer(TrainingJobSerializer):
+    """A fine-tuning run, as :func:`finetune_payload` answers it."""
+
+    method = serializers.CharField()
+    base = serializers.CharField()
+    tiny_random_init = serializers.BooleanField()
+    reward_source = serializers.CharField()
+    reward_version = serializers.IntegerField(allow_null=True)
+    filters = serializers.JSONField()
+    options = serializers.JSONField()
+    examples_used = serializers.IntegerField()
+    step = serializers.IntegerField()
+    total_steps = serializers.IntegerField()
+    current_loss = serializers.FloatField(allow_null=True)
+    loss_curve = serializers.JSONField(help_text="[{step, loss, ...}]")
+    checkpoints = serializers.JSONField(help_text="checkpoint-<step> names")
+    result = serializers.JSONField()
+    evaluation = serializers.JSONField(help_text="base vs fine-tuned on the test tasks")
+    ab_project = serializers.IntegerField(allow_null=True)
+    pipeline = serializers.CharField(allow_null=True, help_text="once it succeeded")
+
+
+class GenerationRunSerializer(TrainingJobSerializer):
+    """A generation round, as :func:`generation_payload` answers it."""
+
+    editor = serializers.CharField()
+    finetune_run = serializers.IntegerField(allow_null=True)
+    round = serializers.IntegerField()
+    variants_per_task = serializers.IntegerField()
+    seeds = serializers.JSONField()
+    guidance_scales = serializers.JSONField()
+    splits = serializers.JSONField()
+    max_tasks = serializers.IntegerField(allow_null=True)
+    tasks_created = serializers.IntegerField()
+    variants_created = serializers.IntegerField()
+
+
 class FinetuneRunListView(APIView):
     parser_classes = [JSONParser, FormParser]
 
-    @extend_schema(request=FinetuneRequestSerializer, responses={202: dict, 409: dict})
+    @extend_schema(
+        request=FinetuneRequestSerializer,
+        responses={202: FinetuneRunSerializer, 409: ConflictSerializer},
+    )
     def post(self, request: Request, pk: int) -> Response:
         project = get_project_for(request.user, pk, manager=True)
         serializer = FinetuneRequestSerializer(data=request.data, context={"request": request})
@@ -131,17 +181,20 @@ class FinetuneRunListView(APIView):
             )
         return Response(finetune_payload(run), status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(responses=FinetuneRunSerializer(many=True))
     def get(self, request: Request, pk: int) -> Response:
         project = get_project_for(request.user, pk, manager=True)
         return Response([finetune_payload(run) for run in project.finetune_runs.all()[:50]])
 
 
 class FinetuneRunView(APIView):
+    @extend_schema(responses=FinetuneRunSerializer)
     def get(self, request: Request, pk: int) -> Response:
         return Response(finetune_payload(job_for(request.user, FinetuneRun, pk)))
 
 
 class FinetuneRunCancelView(APIView):
+    @extend_schema(request=None, responses={202: FinetuneRunSerializer, 409: ConflictSerializer})
     def post(self, request: Request, pk: int) -> Response:
         return cancel(job_for(request.user, FinetuneRun, pk), finetune_payload)
 
@@ -149,7 +202,7 @@ class FinetuneRunCancelView(APIView):
 class GenerationRunListView(APIView):
     parser_classes = [JSONParser, FormParser]
 
-    @extend_schema(request=GenerationRequestSerializer, responses={202: dict})
+    @extend_schema(request=GenerationRequestSerializer, responses={202: GenerationRunSerializer})
     def post(self, request: Request, pk: int) -> Response:
         project = get_project_for(request.user, pk, manager=True)
         serializer = GenerationRequestSerializer(data=request.data, context={"request": request})
@@ -157,16 +210,19 @@ class GenerationRunListView(APIView):
         run = scheduling.request_generation(project, user=request.user, **serializer.validated_data)
         return Response(generation_payload(run), status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(responses=GenerationRunSerializer(many=True))
     def get(self, request: Request, pk: int) -> Response:
         project = get_project_for(request.user, pk, manager=True)
         return Response([generation_payload(run) for run in project.generation_runs.all()[:50]])
 
 
 class GenerationRunView(APIView):
+    @extend_schema(responses=GenerationRunSerializer)
     def get(self, request: Request, pk: int) -> Response:
         return Response(generation_payload(job_for(request.user, GenerationRun, pk)))
 
 
 class GenerationRunCancelView(APIView):
+    @extend_schema(request=None, responses={202: GenerationRunSerializer, 409: ConflictSerializer})
     def post(self, request: Request, pk: int) -> Response:
         return cancel(job_for(request.user, GenerationRun, pk), generation_payload)
