@@ -17,7 +17,7 @@ from editloop.errors import RequestInvalid
 from editloop.job_admin import JobLaunchAdmin, launch_form_for
 from exports.archive import human_bytes
 from exports.models import ExportRun
-from exports.request import LABEL_SOURCES, parse_request
+from exports.request import LABEL_SOURCES, REQUEST_FIELDS, parse_request
 from exports.runs import request_export, validated_request
 
 
@@ -67,19 +67,7 @@ class ExportLaunchForm(forms.ModelForm):
 
     class Meta:
         model = ExportRun
-        fields = [
-            "project",
-            "kind",
-            "format",
-            "images",
-            "filters",
-            "aspect_pairs",
-            "include_ties",
-            "layout",
-            "labels",
-            "reward_version",
-            "image_feature",
-        ]
+        fields = ["project", *REQUEST_FIELDS]
 
     def request_data(self) -> dict:
         data = self.cleaned_data

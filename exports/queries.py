@@ -317,15 +317,22 @@ def row_queries(
 _HUMAN = {"label_source": "human", "reward_version": None, "score_margin": None}
 
 
-def _pair_row(r: tuple) -> dict[str, Any]:
-    row = {
-        "judgement_id": r[0],
+def _task_columns(r: tuple) -> dict[str, Any]:
+    """Columns 1-8 of every row query: the task and its source image."""
+    return {
         "task_id": r[1],
         "split": r[2],
         "instruction": r[3],
         "category": r[4],
         "round": r[5],
         "source": ImageRef(r[6], r[7], r[8]),
+    }
+
+
+def _pair_row(r: tuple) -> dict[str, Any]:
+    row = {
+        "judgement_id": r[0],
+        **_task_columns(r),
         "chosen": ImageRef(r[10], r[11], r[12]),
         "rejected": ImageRef(r[15], r[16], r[17]),
         "chosen_variant_id": r[9],
@@ -390,12 +397,7 @@ def _ranking_row(r: tuple) -> dict[str, Any] | None:
         return None
     return {
         "id": r[0],
-        "task_id": r[1],
-        "split": r[2],
-        "instruction": r[3],
-        "category": r[4],
-        "round": r[5],
-        "source": ImageRef(r[6], r[7], r[8]),
+        **_task_columns(r),
         "generations": [ImageRef(r[11][n], r[12][n], r[13][n]) for n in keep],
         "variant_ids": [r[10][n] for n in keep],
         "generators": [r[14][n] for n in keep],
@@ -412,12 +414,7 @@ def _ranking_row(r: tuple) -> dict[str, Any] | None:
 def _score_row(r: tuple) -> dict[str, Any]:
     return {
         "variant_id": r[0],
-        "task_id": r[1],
-        "split": r[2],
-        "instruction": r[3],
-        "category": r[4],
-        "round": r[5],
-        "source": ImageRef(r[6], r[7], r[8]),
+        **_task_columns(r),
         "image": ImageRef(r[9], r[10], r[11]),
         "generator": r[12],
         "aspect": r[13],

@@ -27,7 +27,8 @@ LABELLED_KINDS = ("pairs", "rankings", "dpo")
 # Table layouts another project's training code reads unchanged, and the kind each is for.
 LAYOUTS = ("default", "imagereward", "editreward")
 LAYOUT_KIND = {"imagereward": "rankings", "editreward": "pairs"}
-REQUEST_FIELDS = {
+# In the order the admin's launch form shows them.
+REQUEST_FIELDS = (
     "kind",
     "format",
     "images",
@@ -38,7 +39,7 @@ REQUEST_FIELDS = {
     "labels",
     "reward_version",
     "image_feature",
-}
+)
 FILTER_FIELDS = {
     "rounds",
     "generators",
@@ -123,7 +124,7 @@ def parse_request(data: object) -> ExportRequest:
     if not isinstance(data, dict):
         raise RequestInvalid.of(NON_FIELD, "the body must be a JSON object")
     errors: dict[str, Any] = {}
-    for name in sorted(set(data) - REQUEST_FIELDS):
+    for name in sorted(set(data) - set(REQUEST_FIELDS)):
         errors[name] = [f"unknown field; known: {', '.join(sorted(REQUEST_FIELDS))}"]
     kind = _choice(data, "kind", KINDS, None, errors)
     fmt = _choice(data, "format", FORMATS, "jsonl", errors)

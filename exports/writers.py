@@ -522,6 +522,17 @@ def open_table(
 # --- layouts: another project's own files ---------------------------------------------------
 
 
+PROVENANCE = (
+    "annotator", "simulated", "unsure", "created_at", "label_source", "reward_version",
+    "score_margin",
+)  # fmt: skip
+
+
+def _provenance(row: dict[str, Any]) -> dict[str, Any]:
+    """Who or what labelled a row, and when: the same columns in every JSON kind."""
+    return {name: row[name] for name in PROVENANCE}
+
+
 def _imagereward_item(row: dict) -> dict:
     """A rankings row as ImageReward's item: ``prompt`` is the instruction."""
     return {
@@ -536,13 +547,7 @@ def _imagereward_item(row: dict) -> dict:
         "round": row["round"],
         "variant_ids": row["variant_ids"],
         "generators": row["generators"],
-        "annotator": row["annotator"],
-        "simulated": row["simulated"],
-        "unsure": row["unsure"],
-        "created_at": row["created_at"],
-        "label_source": row["label_source"],
-        "reward_version": row["reward_version"],
-        "score_margin": row["score_margin"],
+        **_provenance(row),
         "model_scores": row["model_scores"],
     }
 
@@ -587,13 +592,7 @@ def _editreward_item(row: dict) -> dict:
         "variant1_id": row["chosen_variant_id"],
         "variant2_id": row["rejected_variant_id"],
         "margin": row["margin"],
-        "annotator": row["annotator"],
-        "simulated": row["simulated"],
-        "unsure": row["unsure"],
-        "created_at": row["created_at"],
-        "label_source": row["label_source"],
-        "reward_version": row["reward_version"],
-        "score_margin": row["score_margin"],
+        **_provenance(row),
     }
 
 
