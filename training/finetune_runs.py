@@ -153,7 +153,11 @@ def evaluate_against_base(
         for name, editor in editors.items():
             outputs[name].append(editor.edit(source, task.instruction, seed=number))
         progress(TRAINING_SHARE + 0.15 * number / len(tasks), f"edited {number}/{len(tasks)} tasks")
-    evaluation = {"tasks": len(tasks), "task_ids": [t.pk for t in tasks]}
+    evaluation = {
+        "tasks": len(tasks),
+        "task_ids": [t.pk for t in tasks],
+        "base": getattr(editors["base"], "description", run.base),
+    }
     if version is None:
         evaluation["note"] = "no active reward model: nothing scored the edits"
     else:

@@ -182,6 +182,14 @@ class PipelineEditor:
         return result.resize(source.size, Image.Resampling.BICUBIC)
 
 
+TEXT_TO_IMAGE_CHANNELS = 4  # a plain Stable Diffusion UNet: noisy latents only
+
+
+def _unet_in_channels(pipeline_dir: Path) -> int | None:
+    config = pipeline_dir / "unet" / "config.json"
+    return json.loads(config.read_text()).get("in_channels") if config.is_file() else None
+
+
 def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -215,13 +223,31 @@ class DiffusersEditor(PipelineEditor):
             raise ValueError("reward_condition: only a multi-reward pipeline takes scores")
         self.reward_condition = reward_condition
         self.name = f"instruct-pix2pix-{self.method}" if self.method else "instruct-pix2pix"
+        self.is_text_to_image = _unet_in_channels(self.pipeline_dir) == TEXT_TO_IMAGE_CHANNELS
         condition = "" if reward_condition is None else "+r" + ",".join(map(str, reward_condition))
         label = f"{self.pipeline_dir.parent.name}/{self.pipeline_dir.name}"
         self.version = f"{label}@{_weights_digest(self.pipeline_dir)}{condition}"[-MAX_LABEL:]
 
+    @property
+    def description(self) -> str:
+        """What this editor is, in words (evaluation reports name the base they compared)."""
+        if self.is_text_to_image:
+            return (
+                f"{self.pipeline_dir}: a text-to-image Stable Diffusion pipeline, its UNet "
+                "widened to 8 input channels with zero weights (it ignores the source photo, "
+                "as the fine-tune started)"
+            )
+        kind = f"a {self.method} fine-tune" if self.method else "an InstructPix2Pix pipeline"
+        return f"{self.pipeline_dir}: {kind}"
+
     def load_pipeline(self) -> Any:
         from diffusers import StableDiffusionInstructPix2PixPipeline
 
+        if self.is_text_to_image:
+            # A plain Stable Diffusion base: widened exactly as fine-tuning widens it.
+            from training.pix2pix import build_pipeline, load_editor_parts
+
+            return build_pipeline(load_editor_parts(str(self.pipeline_dir)))
         pipeline = StableDiffusionInstructPix2PixPipeline.from_pretrained(
             self.pipeline_dir, local_files_only=True
         )
@@ -243,6 +269,7 @@ class TinyEditor(PipelineEditor):
     """The seeded tiny random editor ("tiny" base), built in memory: edits are noise."""
 
     name = "instruct-pix2pix-tiny"
+    description = "tiny: the seeded tiny random-init editor"
 
     def __init__(self, seed: int = 0, steps: int = 4) -> None:
         from training.tiny import TINY_RESOLUTION

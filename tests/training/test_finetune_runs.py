@@ -66,6 +66,7 @@ def test_base_and_finetuned_are_compared_by_the_active_reward_model(
     assert evaluation["tasks"] == len(evaluation_tasks(judged_project)) >= 1
     assert evaluation["reward_version"] == version.pk
     assert evaluation["reward_version_random_init"] is True
+    assert evaluation["base"] == "tiny: the seeded tiny random-init editor"
     assert 0.0 <= evaluation["win_rate"] <= 1.0
     assert set(evaluation["mean_reward"]["base"]) == {
         "overall", "following", "preserving", "quality"

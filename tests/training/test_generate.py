@@ -145,3 +145,37 @@ def test_the_tiny_editor_edits_without_any_files() -> None:
     result = editor.edit(smooth_photo(0), "make it brighter", seed=0)
     assert result.size == (48, 36)
     assert editor.version == "tiny-random-init-seed0"
+
+
+# --- a plain Stable Diffusion base --------------------------------------------------------
+
+
+def test_a_plain_stable_diffusion_directory_edits_as_its_widened_editor(tmp_path: Path) -> None:
+    # given a directory in the stock StableDiffusionPipeline layout (4-channel UNet)
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from training.tiny import build_tiny_editor, tiny_unet
+
+    parts = build_tiny_editor()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        unet = tiny_unet(in_channels=4)
+    StableDiffusionPipeline(
+        vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer, unet=unet,
+        scheduler=parts.noise_scheduler, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    ).save_pretrained(tmp_path)  # fmt: skip
+
+    # when it is loaded as an editor and asked for an edit
+    editor = load_editor(str(tmp_path), steps=2, resolution=32)
+    photo = smooth_photo(0)
+    edited = editor.edit(photo, "make it brighter", seed=0)
+
+    # then it samples through the widened UNet and says so
+    assert edited.size == photo.size
+    assert editor.pipeline.unet.config.in_channels == 8
+    assert "widened to 8 input channels" in editor.description
+    fresh = load_editor(str(tmp_path), steps=2, resolution=32)
+    again = fresh.edit(photo, "make it brighter", seed=0)
+    assert np.array_equal(pixels(edited), pixels(again))
